@@ -1,0 +1,1 @@
+"""Code every service shares: settings, logging, the domain, NATS topology, the store."""

@@ -1,0 +1,182 @@
+"""The actor runner (STYLE rule 7): one durable pull consumer, one ``handle`` per event.
+
+    decode -> handle(event) -> settle
+        ok                      ack
+        RetryableError          nak(delay=backoff), until max_deliver: then dead letter
+        PermanentError          dead letter, term
+        undecodable payload     dead letter, term
+        anything else (a bug)   treated as retryable: it may be a passing fault, and
+                                max_deliver bounds it
+
+While ``handle`` runs, the message is kept alive with in-progress acks so long work is
+not redelivered to another replica. ``stop`` makes the runner stop fetching, finish what
+it holds and return: the graceful drain on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from shared.broker import Broker
+from shared.documents import DeadLetter, to_document
+from shared.errors import PermanentError, RetryableError
+from shared.events import decoder
+from shared.store import Store
+from shared.topology import ConsumerSpec, Subjects
+
+__all__ = ["Actor", "ActorRunner"]
+
+E = TypeVar("E", bound=msgspec.Struct)
+
+log = structlog.get_logger("actor")
+
+
+class Actor(ABC, Generic[E]):
+    """Domain code for one kind of event; knows nothing of acks and redeliveries."""
+
+    spec: ConsumerSpec
+    event_type: type[E]
+
+    @abstractmethod
+    async def handle(self, event: E) -> None: ...
+
+
+class ActorRunner(Generic[E]):
+    def __init__(
+        self,
+        actor: Actor[E],
+        broker: Broker,
+        store: Store,
+        *,
+        concurrency: int = 8,
+        fetch_timeout: float = 1.0,
+    ) -> None:
+        self.actor = actor
+        self.spec = actor.spec
+        self.broker = broker
+        self.store = store
+        self.concurrency = concurrency
+        self.fetch_timeout = fetch_timeout
+        self._decoder = decoder(actor.event_type)
+        self._stop = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Fetch and handle until stopped (or, with ``until_idle``, until nothing is left)."""
+        js: JetStreamContext = self.broker.js
+        sub = await js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
+        try:
+            while not self._stop.is_set():
+                await self._slots.acquire()
+                free = 1
+                while free < self.concurrency and not self._slots.locked():
+                    await self._slots.acquire()
+                    free += 1
+                try:
+                    msgs = await sub.fetch(batch=free, timeout=self.fetch_timeout)
+                except (TimeoutError, NatsTimeoutError):
+                    msgs = []
+                for _ in range(free - len(msgs)):
+                    self._slots.release()
+                for msg in msgs:
+                    task = asyncio.create_task(self._process(msg))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._done)
+                if not msgs and until_idle and not self._in_flight:
+                    break
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
+
+    async def _process(self, msg: Msg) -> None:
+        meta = msg.metadata
+        deliveries = meta.num_delivered
+        bound = log.bind(
+            consumer=self.spec.durable,
+            subject=msg.subject,
+            seq=meta.sequence.stream,
+            delivery=deliveries,
+        )
+        try:
+            event = self._decoder.decode(msg.data)
+        except msgspec.DecodeError as e:
+            await self._dead_letter(msg, f"undecodable payload: {e}")
+            return
+        keepalive = asyncio.create_task(self._keep_alive(msg))
+        try:
+            with structlog.contextvars.bound_contextvars(
+                transaction_id=getattr(event, "transaction_id", None)
+            ):
+                await self.actor.handle(event)
+        except PermanentError as e:
+            bound.warning("permanent failure", error=repr(e))
+            await self._dead_letter(msg, repr(e))
+        except Exception as e:  # RetryableError, or a bug that max_deliver will bound
+            if deliveries >= self.spec.max_deliver:
+                bound.error("retries exhausted", error=repr(e))
+                await self._dead_letter(msg, f"after {deliveries} deliveries: {e!r}")
+            else:
+                delay = self.spec.backoff[min(deliveries, len(self.spec.backoff)) - 1]
+                level = "warning" if isinstance(e, RetryableError) else "exception"
+                getattr(bound, level)("will retry", error=repr(e), delay=delay)
+                await msg.nak(delay=delay)
+        else:
+            await msg.ack()
+        finally:
+            keepalive.cancel()
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        interval = max(self.spec.ack_wait / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _dead_letter(self, msg: Msg, error: str) -> None:
+        """Copy the message to the dead letters, then drop it from the work stream.
+
+        ``term`` deletes it from a work-queue stream, so the copy is made first; if the
+        copy cannot be made the message is nak'ed instead and nothing is lost.
+        """
+        meta = msg.metadata
+        letter = DeadLetter(
+            id=f"{self.spec.stream}:{meta.sequence.stream}",
+            service=self.spec.service,
+            subject=msg.subject,
+            stream_seq=meta.sequence.stream,
+            deliveries=meta.num_delivered,
+            payload=msg.data.decode("utf-8", errors="replace"),
+            error=error,
+            at=datetime.now(UTC),
+        )
+        try:
+            # Keyed by stream sequence: dead-lettering the same message twice keeps one.
+            await self.store.dead_letters.update_one(
+                {"_id": letter.id}, {"$setOnInsert": to_document(letter)}, upsert=True
+            )
+            await self.broker.nc.publish(Subjects.dlq(self.spec.service), msg.data)
+        except Exception:
+            log.exception("cannot dead-letter; will retry", subject=msg.subject)
+            await msg.nak(delay=self.spec.backoff[-1])
+            return
+        await msg.term()

@@ -1,0 +1,65 @@
+"""AWS clients through aiobotocore, pointed at real AWS or a local endpoint by settings."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sesv2 import SESV2Client
+    from types_aiobotocore_sqs import SQSClient
+
+__all__ = ["open_s3", "open_sesv2", "open_sqs"]
+
+_CONFIG = AioConfig(
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=64,
+)
+
+
+async def open_s3(stack: AsyncExitStack, settings: ServiceSettings) -> S3Client:
+    client: S3Client = await stack.enter_async_context(
+        get_session().create_client(
+            "s3",
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=_CONFIG,
+        )
+    )
+    return client
+
+
+async def open_sqs(stack: AsyncExitStack, settings: ServiceSettings) -> SQSClient:
+    client: SQSClient = await stack.enter_async_context(
+        get_session().create_client(
+            "sqs",
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=_CONFIG,
+        )
+    )
+    return client
+
+
+async def open_sesv2(
+    stack: AsyncExitStack, settings: ServiceSettings, endpoint_url: str | None
+) -> SESV2Client:
+    # SES retries are ours (classified at the adapter), not botocore's.
+    config = _CONFIG.merge(AioConfig(retries={"max_attempts": 1, "mode": "standard"}))
+    client: SESV2Client = await stack.enter_async_context(
+        get_session().create_client(
+            "sesv2",
+            region_name=settings.aws_region,
+            endpoint_url=endpoint_url or settings.aws_endpoint_url,
+            config=config,
+        )
+    )
+    return client

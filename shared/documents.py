@@ -1,0 +1,164 @@
+"""Stored documents: one frozen Struct per collection (ARCHITECTURE §4).
+
+Documents go to the store with ``to_document`` and come back with ``from_document``;
+``datetime`` values pass through untouched so the store keeps them as BSON dates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from shared.status import MessageStatus, TxStatus
+
+__all__ = [
+    "Batch",
+    "CallbackAttempt",
+    "DeadLetter",
+    "Message",
+    "RowError",
+    "S3Location",
+    "StatusEntry",
+    "StoredRowError",
+    "Template",
+    "Transaction",
+    "from_document",
+    "message_id",
+    "to_document",
+]
+
+D = TypeVar("D", bound=msgspec.Struct)
+
+
+class S3Location(msgspec.Struct, frozen=True, kw_only=True):
+    bucket: str
+    key: str
+
+
+class StatusEntry(msgspec.Struct, frozen=True, kw_only=True):
+    status: TxStatus
+    at: datetime
+    metadata: dict[str, Any] = {}
+
+
+class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str = msgspec.field(name="_id")
+    tenant: str
+    status: TxStatus
+    template_id: str
+    source: S3Location
+    filename: str | None = None
+    callback_url: str | None = None
+    send_at: datetime | None = None
+    metadata: dict[str, str] = {}
+    # total, invalid, dispatched (sent or failed by the sender, never decremented) and one
+    # lower-case key per message status holding how many messages are in it now.
+    counters: dict[str, int] = {}
+    batches: int = 0
+    status_history: list[StatusEntry] = []
+    stats: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str = msgspec.field(name="_id")
+    transaction_id: str
+    tenant: str
+    batch: int
+    row: int
+    email: str
+    data: dict[str, str]
+    status: MessageStatus
+    send_at: datetime | None = None
+    attempts: int = 0
+    attempt_id: str | None = None
+    lease_until: datetime | None = None
+    # Absent until SES accepts the mail: the unique index on it is sparse.
+    ses_message_id: str | None = None
+    last_error: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = []
+    updated_at: datetime | None = None
+
+
+def message_id(transaction_id: str, row: int) -> str:
+    """Deterministic, so ingesting the same file twice cannot duplicate a message."""
+    return f"{transaction_id}:{row}"
+
+
+class RowError(msgspec.Struct, frozen=True, kw_only=True):
+    """A CSV row that did not become a message, in the seed's error shape.
+
+    ``row`` is the spreadsheet row number: the header is row 1 and every record after
+    it counts one, blank lines and records with quoted line breaks included.
+    """
+
+    code: str
+    message: str
+    row: int
+    field: str | None = None
+    value: str | None = None
+    expected_format: str | None = None
+    recovery_action: str
+
+
+class StoredRowError(msgspec.Struct, frozen=True, kw_only=True):
+    id: str = msgspec.field(name="_id")
+    transaction_id: str
+    error: RowError
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True):
+    """The rows of one send batch; NATS carries only (transaction, number)."""
+
+    id: str = msgspec.field(name="_id")
+    transaction_id: str
+    number: int
+    rows: list[int]
+
+
+class Template(msgspec.Struct, frozen=True, kw_only=True):
+    id: str = msgspec.field(name="_id")
+    tenant: str
+    name: str
+    subject: str
+    html: str | None = None
+    text: str | None = None
+    placeholders: list[str]
+    created_at: datetime
+
+
+class CallbackAttempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str = msgspec.field(name="_id")
+    transaction_id: str
+    url: str
+    event: str
+    attempt: int
+    payload: dict[str, Any]
+    status_code: int | None = None
+    error: str | None = None
+    at: datetime
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    id: str = msgspec.field(name="_id")
+    service: str
+    subject: str
+    stream_seq: int
+    deliveries: int
+    payload: str
+    error: str
+    at: datetime
+
+
+def to_document(doc: msgspec.Struct) -> dict[str, Any]:
+    built = msgspec.to_builtins(doc, builtin_types=(datetime,))
+    assert isinstance(built, dict)
+    return built
+
+
+def from_document(raw: Any, kind: type[D]) -> D:
+    return msgspec.convert(raw, kind, from_attributes=False, strict=False)

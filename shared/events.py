@@ -1,0 +1,83 @@
+"""NATS payloads between services (ARCHITECTURE §3).
+
+Events tolerate unknown fields (a newer producer may add some), so these Structs do not
+forbid them; schema evolution adds fields with defaults and never changes a type.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from shared.status import TxStatus
+
+__all__ = [
+    "SendBatch",
+    "SesEvents",
+    "TxAccepted",
+    "TxDue",
+    "TxIngested",
+    "TxStatusChanged",
+    "decoder",
+    "encode",
+]
+
+
+class TxAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    transaction_id: str
+
+
+class TxIngested(msgspec.Struct, frozen=True, kw_only=True):
+    transaction_id: str
+    batches: int
+
+
+class TxDue(msgspec.Struct, frozen=True, kw_only=True):
+    transaction_id: str
+    slot: str
+
+
+class SendBatch(msgspec.Struct, frozen=True, kw_only=True):
+    transaction_id: str
+    batch: int
+
+
+class SesEvents(msgspec.Struct, frozen=True, kw_only=True):
+    """SES events as SES wrote them (configuration-set or notification format).
+
+    Every source (SQS poller, SNS webhook, the simulator's direct sink) puts the inner SES
+    JSON objects here, unwrapped from any SNS envelope; the tracker parses them.
+    """
+
+    events: list[dict[str, Any]]
+
+
+class TxStatusChanged(msgspec.Struct, frozen=True, kw_only=True):
+    transaction_id: str
+    tenant: str
+    old_status: TxStatus | None
+    new_status: TxStatus
+    timestamp: datetime
+    metadata: dict[str, Any] = {}
+
+
+E = TypeVar("E", bound=msgspec.Struct)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: msgspec.Struct) -> bytes:
+    return _encoder.encode(event)
+
+
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def decoder(kind: type[E]) -> msgspec.json.Decoder[E]:
+    """One decoder per payload type, built once and reused."""
+    found = _decoders.get(kind)
+    if found is None:
+        found = _decoders[kind] = msgspec.json.Decoder(kind)
+    return found

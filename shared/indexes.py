@@ -1,0 +1,47 @@
+"""Every index of every collection, in one place; created at start-up by each service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.store import Collections
+
+__all__ = ["INDEXES", "ensure_indexes"]
+
+INDEXES: dict[str, list[IndexModel]] = {
+    Collections.TRANSACTIONS: [
+        IndexModel([("tenant", ASCENDING), ("created_at", DESCENDING)], name="tenant_newest"),
+        IndexModel(
+            [("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
+            name="tenant_status_newest",
+        ),
+    ],
+    Collections.MESSAGES: [
+        IndexModel(
+            [("ses_message_id", ASCENDING)], name="ses_message_id", unique=True, sparse=True
+        ),
+        IndexModel([("transaction_id", ASCENDING), ("row", ASCENDING)], name="transaction_row"),
+    ],
+    Collections.ROW_ERRORS: [
+        IndexModel(
+            [("transaction_id", ASCENDING), ("error.row", ASCENDING)], name="transaction_row"
+        ),
+    ],
+    Collections.TEMPLATES: [
+        IndexModel([("tenant", ASCENDING), ("created_at", DESCENDING)], name="tenant_newest"),
+    ],
+    Collections.CALLBACKS: [
+        IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="transaction_at"),
+    ],
+    Collections.DEAD_LETTERS: [
+        IndexModel([("service", ASCENDING), ("at", DESCENDING)], name="service_newest"),
+    ],
+}
+
+
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
+    for collection, models in INDEXES.items():
+        await db[collection].create_indexes(models)

@@ -1,0 +1,75 @@
+"""A service's life (STYLE rule 8): settings in, clients opened, workers run, drained.
+
+Each service's ``__main__`` builds its workers from a ``Runtime`` and hands them to
+``run_service``; SIGTERM or SIGINT stops every worker, which finishes what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Protocol
+
+import structlog
+
+from shared.broker import Broker, connect_broker
+from shared.indexes import ensure_indexes
+from shared.log import configure_logging
+from shared.settings import ServiceSettings
+from shared.store import Store, connect_store
+from shared.topology import ensure_topology
+
+__all__ = ["Runtime", "Worker", "run_service"]
+
+log = structlog.get_logger("service")
+
+
+class Worker(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Runtime:
+    def __init__(self, name: str, broker: Broker, store: Store, exits: AsyncExitStack) -> None:
+        self.name = name
+        self.broker = broker
+        self.store = store
+        self.exits = exits
+
+
+async def open_runtime(name: str, settings: ServiceSettings, exits: AsyncExitStack) -> Runtime:
+    broker = await connect_broker(settings.nats_url, name)
+    exits.push_async_callback(broker.close)
+    await ensure_topology(broker.js)
+    store = await connect_store(settings.mongodb_uri, settings.mongodb_db)
+    exits.push_async_callback(store.close)
+    await ensure_indexes(store.db)
+    return Runtime(name, broker, store, exits)
+
+
+async def run_service(
+    name: str,
+    settings: ServiceSettings,
+    build: Callable[[Runtime], Awaitable[Sequence[Worker]]],
+) -> None:
+    configure_logging(name, settings.log_format, settings.log_level)
+    async with AsyncExitStack() as exits:
+        runtime = await open_runtime(name, settings, exits)
+        workers = await build(runtime)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _stop_all, workers, sig)
+        log.info("started", workers=[type(w).__name__ for w in workers])
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run())
+        log.info("stopped")
+
+
+def _stop_all(workers: Sequence[Worker], sig: signal.Signals) -> None:
+    log.info("draining", signal=sig.name)
+    for worker in workers:
+        worker.stop()

@@ -1,0 +1,96 @@
+"""Settings: one frozen Struct per service, read from the environment once in ``__main__``.
+
+Every field is read from the upper-cased variable of the same name (``nats_url`` from
+``NATS_URL``); fields without a variable keep their default, and a value that does not
+convert is an error at start-up rather than a surprise later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal, TypeVar
+
+import msgspec
+
+__all__ = [
+    "GatewaySettings",
+    "IngestSettings",
+    "SchedulerSettings",
+    "SenderSettings",
+    "ServiceSettings",
+    "SettingsError",
+    "TrackerSettings",
+    "load_settings",
+]
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every service needs: the broker, the store, AWS and logging."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongodb_db: str = "email_platform"
+    # Unset means real AWS; set for moto, localstack or any compatible endpoint.
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    s3_bucket: str = "email-uploads"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+    # How many messages one actor works on at once.
+    concurrency: int = 8
+
+
+class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    # Upload parts streamed to S3; S3 wants at least 5 MiB for every part but the last.
+    upload_part_bytes: int = 8 * 1024 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
+
+
+class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
+    batch_size: int = 500
+
+
+class SchedulerSettings(ServiceSettings, frozen=True, kw_only=True):
+    pass
+
+
+class SenderSettings(ServiceSettings, frozen=True, kw_only=True):
+    # Unset means the same endpoint as every other AWS service.
+    ses_endpoint_url: str | None = None
+    ses_from_address: str = "campaigns@example.com"
+    ses_configuration_set: str = "email-platform"
+    # Messages of one batch sent at once.
+    send_concurrency: int = 16
+    # Unset means the account's own ceiling, from SES GetAccount.
+    ses_max_send_rate: float | None = None
+    # How long a claimed message is ours before it counts as abandoned.
+    send_lease_seconds: float = 300.0
+
+
+class TrackerSettings(ServiceSettings, frozen=True, kw_only=True):
+    sqs_queue_url: str | None = None
+    sqs_wait_seconds: int = 1
+    callback_timeout_seconds: float = 10.0
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
+    env = os.environ if environ is None else environ
+    values = {
+        field.encode_name: env[field.name.upper()]
+        for field in msgspec.structs.fields(kind)
+        if field.name.upper() in env
+    }
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as e:
+        raise SettingsError(f"{kind.__name__}: {e}") from e

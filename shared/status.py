@@ -1,0 +1,49 @@
+"""Transaction and message statuses (ARCHITECTURE §1)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["FINAL_MESSAGE_STATUSES", "FINAL_TX_STATUSES", "MessageStatus", "TxStatus"]
+
+
+class TxStatus(StrEnum):
+    ACCEPT = "ACCEPT"
+    PROCESSING = "PROCESSING"
+    SCHEDULED = "SCHEDULED"
+    READY_TO_SEND = "READY_TO_SEND"
+    SENT = "SENT"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class MessageStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    READY_TO_SEND = "READY_TO_SEND"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    BOUNCED = "BOUNCED"
+    COMPLAINED = "COMPLAINED"
+    FAILED = "FAILED"
+    SUPPRESSED = "SUPPRESSED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_TX_STATUSES = frozenset({TxStatus.COMPLETED, TxStatus.FAILED, TxStatus.CANCELLED})
+
+# A message in one of these has its outcome; a transaction completes when all of its
+# messages are here.
+FINAL_MESSAGE_STATUSES = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.BOUNCED,
+        MessageStatus.COMPLAINED,
+        MessageStatus.FAILED,
+        MessageStatus.SUPPRESSED,
+        MessageStatus.EXPIRED,
+        MessageStatus.CANCELLED,
+    }
+)

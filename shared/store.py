@@ -1,0 +1,77 @@
+"""The store: PyMongo's async client, configured for durability (ARCHITECTURE §4, §6).
+
+Writes are ``w="majority", j=True``: on the embedded store (run with --sync-on-commit) and
+on a real replica set alike, an acknowledged write survives a kill -9.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient, WriteConcern
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+__all__ = ["Collections", "Store", "connect_store"]
+
+Document = dict[str, Any]
+
+
+class Collections:
+    TRANSACTIONS = "transactions"
+    MESSAGES = "messages"
+    BATCHES = "batches"
+    ROW_ERRORS = "row_errors"
+    TEMPLATES = "templates"
+    CALLBACKS = "callbacks"
+    DEAD_LETTERS = "dead_letters"
+
+
+class Store:
+    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase[Document] = client.get_database(
+            db_name, write_concern=WriteConcern(w="majority", j=True)
+        )
+
+    def collection(self, name: str) -> AsyncCollection[Document]:
+        return self.db[name]
+
+    @property
+    def transactions(self) -> AsyncCollection[Document]:
+        return self.db[Collections.TRANSACTIONS]
+
+    @property
+    def messages(self) -> AsyncCollection[Document]:
+        return self.db[Collections.MESSAGES]
+
+    @property
+    def batches(self) -> AsyncCollection[Document]:
+        return self.db[Collections.BATCHES]
+
+    @property
+    def row_errors(self) -> AsyncCollection[Document]:
+        return self.db[Collections.ROW_ERRORS]
+
+    @property
+    def templates(self) -> AsyncCollection[Document]:
+        return self.db[Collections.TEMPLATES]
+
+    @property
+    def callbacks(self) -> AsyncCollection[Document]:
+        return self.db[Collections.CALLBACKS]
+
+    @property
+    def dead_letters(self) -> AsyncCollection[Document]:
+        return self.db[Collections.DEAD_LETTERS]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def connect_store(uri: str, db_name: str) -> Store:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=10_000, appname="email-platform"
+    )
+    await client.admin.command("ping")
+    return Store(client, db_name)

@@ -1,0 +1,219 @@
+"""The whole JetStream topology as code (ARCHITECTURE §3): streams, subjects, consumers.
+
+``ensure_topology`` creates or updates everything idempotently; every service calls it at
+start-up, so whichever starts first builds it and the rest find it in place.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+__all__ = [
+    "CONSUMERS",
+    "STREAMS",
+    "ConsumerSpec",
+    "Subjects",
+    "ensure_topology",
+]
+
+
+class Subjects:
+    TX_ACCEPTED = "email.tx.accepted"
+    TX_INGESTED = "email.tx.ingested"
+    TX_DUE = "email.tx.due"
+    SEND_BATCH = "email.send.batch"
+    SES_EVENTS = "email.ses.events"
+    TX_STATUS = "email.tx.status"  # .<STATUS>
+    SCHEDULE = "email.schedule"  # .<transaction>.<slot>
+    DLQ = "email.dlq"  # .<service>
+
+    @staticmethod
+    def tx_status(status: str) -> str:
+        return f"{Subjects.TX_STATUS}.{status}"
+
+    @staticmethod
+    def schedule(transaction_id: str, slot: str) -> str:
+        return f"{Subjects.SCHEDULE}.{transaction_id}.{slot}"
+
+    @staticmethod
+    def dlq(service: str) -> str:
+        return f"{Subjects.DLQ}.{service}"
+
+
+_DAY = timedelta(days=1).total_seconds()
+
+STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(
+        name="TX_ACCEPTED",
+        subjects=[Subjects.TX_ACCEPTED],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name="TX_INGESTED",
+        subjects=[Subjects.TX_INGESTED],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    ),
+    # Schedules and what they fire live in one stream: a schedule's target subject must
+    # belong to the stream that holds the schedule.
+    StreamConfig(
+        name="SCHEDULES",
+        subjects=[f"{Subjects.SCHEDULE}.>", Subjects.TX_DUE],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        allow_msg_schedules=True,
+        max_age=30 * _DAY + 7 * _DAY,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name="SEND_BATCH",
+        subjects=[Subjects.SEND_BATCH],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name="SES_EVENTS",
+        subjects=[Subjects.SES_EVENTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    ),
+    # Kept for replay: external systems subscribe to transaction status changes here.
+    StreamConfig(
+        name="TX_STATUS",
+        subjects=[f"{Subjects.TX_STATUS}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * _DAY,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name="DLQ",
+        subjects=[f"{Subjects.DLQ}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * _DAY,
+    ),
+)
+
+
+class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A durable pull consumer shared by every replica of the service that owns it."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    service: str
+    ack_wait: float = 30.0
+    max_deliver: int = 10
+    max_ack_pending: int = 1000
+    # Delays before redelivery after a nak, by delivery number; the last repeats.
+    backoff: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+class CONSUMERS:
+    INGEST = ConsumerSpec(
+        stream="TX_ACCEPTED",
+        durable="ingest",
+        filter_subject=Subjects.TX_ACCEPTED,
+        service="ingest",
+        ack_wait=60.0,
+    )
+    SCHEDULER_INGESTED = ConsumerSpec(
+        stream="TX_INGESTED",
+        durable="scheduler",
+        filter_subject=Subjects.TX_INGESTED,
+        service="scheduler",
+    )
+    SCHEDULER_DUE = ConsumerSpec(
+        stream="SCHEDULES",
+        durable="scheduler-due",
+        filter_subject=Subjects.TX_DUE,
+        service="scheduler",
+    )
+    SENDER = ConsumerSpec(
+        stream="SEND_BATCH",
+        durable="sender",
+        filter_subject=Subjects.SEND_BATCH,
+        service="sender",
+        ack_wait=60.0,
+        max_ack_pending=64,
+    )
+    TRACKER_EVENTS = ConsumerSpec(
+        stream="SES_EVENTS",
+        durable="tracker",
+        filter_subject=Subjects.SES_EVENTS,
+        service="tracker",
+    )
+    # Completion is checked when a transaction reaches SENT (its last events may have
+    # arrived before it did).
+    TRACKER_SENT = ConsumerSpec(
+        stream="TX_STATUS",
+        durable="tracker-sent",
+        filter_subject=Subjects.tx_status("SENT"),
+        service="tracker",
+    )
+    TRACKER_CALLBACKS = ConsumerSpec(
+        stream="TX_STATUS",
+        durable="tracker-callbacks",
+        filter_subject=f"{Subjects.TX_STATUS}.>",
+        service="tracker",
+        # One at a time keeps each transaction's callbacks in the order of its changes.
+        max_ack_pending=1,
+    )
+
+    ALL: tuple[ConsumerSpec, ...] = ()
+
+
+CONSUMERS.ALL = (
+    CONSUMERS.INGEST,
+    CONSUMERS.SCHEDULER_INGESTED,
+    CONSUMERS.SCHEDULER_DUE,
+    CONSUMERS.SENDER,
+    CONSUMERS.TRACKER_EVENTS,
+    CONSUMERS.TRACKER_SENT,
+    CONSUMERS.TRACKER_CALLBACKS,
+)
+
+
+async def ensure_topology(js: JetStreamContext) -> None:
+    for stream in STREAMS:
+        try:
+            await js.update_stream(stream)
+        except NotFoundError:
+            try:
+                await js.add_stream(stream)
+            except BadRequestError:
+                # Another service created it between our two calls.
+                await js.update_stream(stream)
+    for spec in CONSUMERS.ALL:
+        await js.add_consumer(spec.stream, spec.config())

@@ -1,0 +1,159 @@
+"""The allowed status changes (ARCHITECTURE §1) and the one way to make them.
+
+Every change is a conditional update on the expected current status: a change whose
+precondition no longer holds (another replica got there first, the transaction was
+cancelled) matches nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.broker import Broker
+from shared.documents import StatusEntry, Transaction, from_document, to_document
+from shared.errors import TransitionNotAllowed
+from shared.events import TxStatusChanged
+from shared.status import MessageStatus as M
+from shared.status import TxStatus as T
+from shared.store import Store
+from shared.topology import Subjects
+
+__all__ = [
+    "MESSAGE_TRANSITIONS",
+    "TX_TRANSITIONS",
+    "check_message_transition",
+    "check_tx_transition",
+    "move_message",
+    "publish_status",
+    "transition_tx",
+]
+
+_ABANDON = frozenset({T.FAILED, T.CANCELLED})
+
+TX_TRANSITIONS: Mapping[T, frozenset[T]] = {
+    T.ACCEPT: frozenset({T.PROCESSING}) | _ABANDON,
+    T.PROCESSING: frozenset({T.SCHEDULED, T.READY_TO_SEND}) | _ABANDON,
+    T.SCHEDULED: frozenset({T.READY_TO_SEND}) | _ABANDON,
+    T.READY_TO_SEND: frozenset({T.SENT}) | _ABANDON,
+    T.SENT: frozenset({T.COMPLETED}) | _ABANDON,
+    T.COMPLETED: frozenset(),
+    T.FAILED: frozenset(),
+    T.CANCELLED: frozenset(),
+}
+
+# SES events can overtake the sender's own record of a send, so outcomes are allowed
+# from SENDING as well as from SENT.
+_OUTCOMES = frozenset({M.DELIVERED, M.BOUNCED, M.COMPLAINED, M.FAILED})
+
+MESSAGE_TRANSITIONS: Mapping[M, frozenset[M]] = {
+    M.SCHEDULED: frozenset({M.READY_TO_SEND, M.SENDING, M.SUPPRESSED, M.CANCELLED}),
+    M.READY_TO_SEND: frozenset({M.SENDING, M.SUPPRESSED, M.CANCELLED}),
+    M.SENDING: frozenset({M.SENT, M.READY_TO_SEND}) | _OUTCOMES,
+    M.SENT: _OUTCOMES | {M.EXPIRED},
+    M.DELIVERED: frozenset({M.COMPLAINED}),
+    M.BOUNCED: frozenset(),
+    M.COMPLAINED: frozenset(),
+    M.FAILED: frozenset(),
+    M.SUPPRESSED: frozenset(),
+    M.EXPIRED: frozenset(),
+    M.CANCELLED: frozenset(),
+}
+
+
+def check_tx_transition(old: T, new: T) -> None:
+    if new not in TX_TRANSITIONS[old]:
+        raise TransitionNotAllowed(f"transaction {old} -> {new} is not allowed")
+
+
+def check_message_transition(old: M, new: M) -> None:
+    if new not in MESSAGE_TRANSITIONS[old]:
+        raise TransitionNotAllowed(f"message {old} -> {new} is not allowed")
+
+
+async def transition_tx(
+    store: Store,
+    broker: Broker,
+    tx: Transaction,
+    new: T,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    also_set: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move a transaction from the status it was read in to ``new`` and announce it on
+    ``email.tx.status.<new>``.
+
+    Returns False when the transaction is no longer in that status. If it is already in
+    ``new`` (this very change was made before a crash cut off its announcement) the
+    announcement goes out again; its ``Nats-Msg-Id`` lets the stream drop a duplicate.
+    """
+    old = tx.status
+    check_tx_transition(old, new)
+    now = datetime.now(UTC)
+    entry = StatusEntry(status=new, at=now, metadata=dict(metadata or {}))
+    result = await store.transactions.update_one(
+        {"_id": tx.id, "status": old},
+        {
+            "$set": {"status": new, "updated_at": now, **(also_set or {})},
+            "$push": {"status_history": to_document(entry)},
+        },
+    )
+    if result.matched_count == 1:
+        await publish_status(broker, tx.id, tx.tenant, old, entry)
+        return True
+    raw = await store.transactions.find_one({"_id": tx.id})
+    if raw is not None:
+        current = from_document(raw, Transaction)
+        last = current.status_history[-1] if current.status_history else None
+        if current.status == new and last is not None and last.status == new:
+            await publish_status(broker, tx.id, tx.tenant, old, last)
+    return False
+
+
+async def publish_status(
+    broker: Broker, transaction_id: str, tenant: str, old: T | None, entry: StatusEntry
+) -> None:
+    event = TxStatusChanged(
+        transaction_id=transaction_id,
+        tenant=tenant,
+        old_status=old,
+        new_status=entry.status,
+        timestamp=entry.at,
+        metadata=entry.metadata,
+    )
+    await broker.publish(
+        Subjects.tx_status(entry.status),
+        event,
+        msg_id=f"{transaction_id}:status:{entry.status}",
+    )
+
+
+async def move_message(
+    store: Store,
+    message_id: str,
+    candidates: Sequence[M],
+    new: M,
+    *,
+    also_set: Mapping[str, Any] | None = None,
+    event: Mapping[str, Any] | None = None,
+    guard: Mapping[str, Any] | None = None,
+) -> M | None:
+    """Move one message to ``new`` from the first of ``candidates`` it is in.
+
+    Returns the status it moved from (so the caller can keep the per-status counters
+    exact) or None when it was in none of them.
+    """
+    for old in candidates:
+        check_message_transition(old, new)
+    now = datetime.now(UTC)
+    update: dict[str, Any] = {"$set": {"status": new, "updated_at": now, **(also_set or {})}}
+    if event is not None:
+        update["$push"] = {"events": dict(event)}
+    for old in candidates:
+        result = await store.messages.update_one(
+            {"_id": message_id, "status": old, **(guard or {})}, update
+        )
+        if result.matched_count == 1:
+            return old
+    return None

@@ -1,0 +1,54 @@
+"""What the tests share: one embedded stack per session, fresh databases per test.
+
+The stack is real (nats-server, the Mongo-wire store, moto, the SES simulator) and started
+by the project's own launcher, exactly as ``make run`` starts it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from shared.service import Runtime, open_runtime
+from shared.settings import ServiceSettings, load_settings
+from stack.launcher import Stack, StackInfo
+from stack.processes import free_port
+
+
+@pytest.fixture(scope="session")
+def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    root = tmp_path_factory.mktemp("stack")
+    with Stack(root, gateway_port=free_port(), ses_sink="sqs") as info:
+        yield info
+
+
+def settings_for(info: StackInfo, db: str, **extra: str) -> dict[str, str]:
+    """The environment a service would get on this stack, with its own database."""
+    return {**info.env(), "MONGODB_DB": db, "LOG_FORMAT": "console", **extra}
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(stack_info: StackInfo, db_name: str) -> ServiceSettings:
+    return load_settings(ServiceSettings, settings_for(stack_info, db_name))
+
+
+@pytest.fixture
+async def runtime(settings: ServiceSettings) -> AsyncIterator[Runtime]:
+    async with AsyncExitStack() as exits:
+        rt = await open_runtime("test", settings, exits)
+        yield rt
+        await rt.store.client.drop_database(settings.mongodb_db)
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return Path(__file__).resolve().parent.parent / "examples"
