@@ -1,0 +1,124 @@
+"""Moves SES events to the sink: delays outcomes, batches within a short linger, retries.
+
+Events wait in memory until the sink takes them; a sink that is down is retried with capped
+exponential backoff and jitter, so a brief outage loses nothing (a simulator crash does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import deque
+
+import structlog
+
+from stack.sesim.events import Event
+from stack.sesim.sinks import EventSink
+
+__all__ = ["Dispatcher"]
+
+_log = structlog.get_logger("sesim.dispatcher")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sink: EventSink,
+        *,
+        linger: float = 0.05,
+        backoff_first: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self._sink = sink
+        self._linger = linger
+        self._backoff_first = backoff_first
+        self._backoff_max = backoff_max
+        self._ready: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._pending = 0  # emitted, not yet delivered (delayed ones included)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._delayed: set[asyncio.TimerHandle] = set()
+        self.delivered = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def emit(self, events: list[Event], delay: float = 0.0) -> None:
+        """Queue ``events`` (in order) for delivery after ``delay`` seconds."""
+        if not events:
+            return
+        self._pending += len(events)
+        self._idle.clear()
+        if delay <= 0:
+            self._enqueue(events)
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            if handle is not None:
+                self._delayed.discard(handle)
+            self._enqueue(events)
+
+        handle = loop.call_later(delay, fire)
+        self._delayed.add(handle)
+
+    def _enqueue(self, events: list[Event]) -> None:
+        self._ready.extend(events)
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if len(self._ready) < self._sink.max_batch:
+                await asyncio.sleep(self._linger)  # let a batch gather
+            batch = [
+                self._ready.popleft() for _ in range(min(len(self._ready), self._sink.max_batch))
+            ]
+            if not self._ready:
+                self._wakeup.clear()
+            if batch:
+                await self._deliver(batch)
+
+    async def _deliver(self, events: list[Event]) -> None:
+        # The batch id stays the same across retries of the same events (the NATS sink's
+        # Nats-Msg-Id: a publish whose ack was lost is dropped by the server when repeated).
+        batch_id = uuid.uuid4().hex
+        remaining = events
+        attempt = 0
+        while remaining:
+            try:
+                left = await self._sink.deliver(batch_id, remaining)
+            except Exception as e:  # any sink failure: keep the events and try again
+                _log.warning("sink delivery failed", error=repr(e), events=len(remaining))
+                left = remaining
+            if len(left) < len(remaining):
+                self._settle(len(remaining) - len(left))
+                batch_id = uuid.uuid4().hex  # what is left is a different batch
+            remaining = left
+            if remaining:
+                delay = min(self._backoff_max, self._backoff_first * 2**attempt)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                attempt += 1
+
+    def _settle(self, count: int) -> None:
+        self.delivered += count
+        self._pending -= count
+        if self._pending == 0:
+            self._idle.set()
+
+    async def drain(self, within: float) -> bool:
+        """Wait until every emitted event is delivered; False if ``within`` seconds pass first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    def cancel_delayed(self) -> None:
+        for handle in self._delayed:
+            handle.cancel()
+        self._delayed.clear()

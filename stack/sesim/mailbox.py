@@ -1,0 +1,41 @@
+"""The SES mailbox simulator: what happens to a message sent to an address.
+
+``success@``, ``ooto@`` and any address outside the simulator deliver; ``bounce@`` bounces
+for good; ``complaint@`` delivers, then the recipient complains; ``suppressionlist@`` bounces
+as an address on the account's suppression list. ``bounce+label@`` behaves as ``bounce@``.
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+from enum import StrEnum
+
+__all__ = ["SIMULATOR_DOMAIN", "Outcome", "outcome_for"]
+
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
+
+
+class Outcome(StrEnum):
+    DELIVERY = "Delivery"
+    BOUNCE = "Bounce"
+    COMPLAINT = "Complaint"  # delivered first
+    SUPPRESSED = "Suppressed"  # a Bounce, sub-type OnAccountSuppressionList
+
+
+_SIMULATED: dict[str, Outcome] = {
+    "success": Outcome.DELIVERY,
+    "ooto": Outcome.DELIVERY,
+    "bounce": Outcome.BOUNCE,
+    "complaint": Outcome.COMPLAINT,
+    "suppressionlist": Outcome.SUPPRESSED,
+}
+
+
+def outcome_for(address: str) -> Outcome:
+    """The outcome for one recipient; accepts ``Name <addr>`` forms too."""
+    bare = parseaddr(address)[1] or address
+    local, _, domain = bare.strip().lower().rpartition("@")
+    if domain != SIMULATOR_DOMAIN:
+        return Outcome.DELIVERY
+    base = local.split("+", 1)[0]
+    return _SIMULATED.get(base, Outcome.DELIVERY)
