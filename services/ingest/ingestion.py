@@ -1,0 +1,246 @@
+"""Ingestion: one accepted transaction's CSV -> message records, row errors, send batches.
+
+Re-running it for the same transaction (a redelivery after a crash) is harmless: message,
+batch and row-error ids are derived from the row number, so a second pass inserts nothing
+new, and the final counters are set once, by a conditional update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from services.ingest.csv_source import Record, read_records
+from services.ingest.validation import (
+    Header,
+    HeaderError,
+    ValidRow,
+    missing_columns,
+    parse_header,
+    validate_row,
+)
+from shared.actor import Actor
+from shared.broker import Broker
+from shared.documents import (
+    Batch,
+    Message,
+    RowError,
+    StoredRowError,
+    Transaction,
+    message_id,
+    to_document,
+)
+from shared.errors import InputError, UpstreamUnavailable
+from shared.events import TxAccepted, TxIngested
+from shared.records import load_template, load_transaction
+from shared.settings import IngestSettings
+from shared.status import MessageStatus, TxStatus
+from shared.store import Store
+from shared.topology import CONSUMERS, Subjects
+from shared.transitions import transition_tx
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+__all__ = ["IngestActor"]
+
+log = structlog.get_logger("ingest")
+
+_DUPLICATE_KEY = 11000
+_CHUNK_BYTES = 256 * 1024
+
+
+class IngestActor(Actor[TxAccepted]):
+    spec = CONSUMERS.INGEST
+    event_type = TxAccepted
+
+    def __init__(
+        self, store: Store, broker: Broker, s3: S3Client, settings: IngestSettings
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.s3 = s3
+        self.batch_size = settings.batch_size
+
+    async def handle(self, event: TxAccepted) -> None:
+        tx = await load_transaction(self.store, event.transaction_id)
+        if tx.status == TxStatus.ACCEPT:
+            await transition_tx(self.store, self.broker, tx, TxStatus.PROCESSING)
+            tx = await load_transaction(self.store, tx.id)
+        if tx.status != TxStatus.PROCESSING:
+            log.info("already ingested", status=tx.status)
+            return
+        if "total" not in tx.counters:
+            await self._ingest(tx)
+            tx = await load_transaction(self.store, tx.id)
+        if tx.status == TxStatus.PROCESSING:
+            await self.broker.publish(
+                Subjects.TX_INGESTED,
+                TxIngested(transaction_id=tx.id, batches=tx.batches),
+                msg_id=f"{tx.id}:ingested",
+            )
+
+    async def _ingest(self, tx: Transaction) -> None:
+        template = await load_template(self.store, tx.template_id)
+        pending = (
+            MessageStatus.SCHEDULED
+            if tx.send_at is not None and tx.send_at > datetime.now(UTC)
+            else MessageStatus.READY_TO_SEND
+        )
+        batch = _BatchWriter(self.store, tx, pending, self.batch_size)
+        records = read_records(self._chunks(tx))
+        try:
+            header = await _read_header(records)
+            absent = missing_columns(header, template.placeholders)
+            if absent:
+                await self._fail(
+                    tx,
+                    "MISSING_PLACEHOLDER_COLUMN",
+                    f"the template uses {', '.join(absent)} but the file has no such column",
+                    {"columns": absent},
+                )
+                return
+            async for record in records:
+                if not record.fields:
+                    continue  # a blank line: counted as a row, never an error
+                result = validate_row(header, record, template.placeholders)
+                await batch.add(result)
+        except HeaderError as e:
+            await self._fail(tx, e.code, str(e), {"column": e.column})
+            return
+        except InputError as e:
+            await self._fail(tx, "CSV_PARSING_ERROR", str(e), {})
+            return
+        await batch.flush()
+        if batch.total == 0:
+            await self._fail(
+                tx, "NO_VALID_ROWS", "no row of the file can be sent", {"invalid": batch.invalid}
+            )
+            return
+        # Set once: a second pass after a crash must not reset counters the sender has
+        # started to move.
+        await self.store.transactions.update_one(
+            {"_id": tx.id, "status": TxStatus.PROCESSING, "counters.total": {"$exists": False}},
+            {
+                "$set": {
+                    "counters.total": batch.total,
+                    "counters.invalid": batch.invalid,
+                    "counters.dispatched": 0,
+                    f"counters.{pending.lower()}": batch.total,
+                    "batches": batch.number,
+                    "updated_at": datetime.now(UTC),
+                }
+            },
+        )
+        log.info("ingested", total=batch.total, invalid=batch.invalid, batches=batch.number)
+
+    async def _chunks(self, tx: Transaction) -> AsyncIterator[bytes]:
+        try:
+            response = await self.s3.get_object(Bucket=tx.source.bucket, Key=tx.source.key)
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(_CHUNK_BYTES):
+                    yield chunk
+        except (ClientError, BotoCoreError) as e:
+            raise UpstreamUnavailable(
+                f"reading s3://{tx.source.bucket}/{tx.source.key}: {e}"
+            ) from e
+
+    async def _fail(
+        self, tx: Transaction, code: str, message: str, details: dict[str, Any]
+    ) -> None:
+        failure = {"code": code, "message": message, "details": details}
+        await transition_tx(
+            self.store,
+            self.broker,
+            tx,
+            TxStatus.FAILED,
+            metadata={"code": code},
+            also_set={"failure": failure},
+        )
+
+
+async def _read_header(records: AsyncIterator[Record]) -> Header:
+    async for record in records:
+        if record.fields:
+            return parse_header(record.fields)
+    raise InputError("the file is empty: it needs a header row with an email column")
+
+
+class _BatchWriter:
+    """Collects valid rows and row errors; writes them a batch at a time."""
+
+    def __init__(
+        self, store: Store, tx: Transaction, pending: MessageStatus, batch_size: int
+    ) -> None:
+        self.store = store
+        self.tx = tx
+        self.pending = pending
+        self.batch_size = batch_size
+        self.rows: list[ValidRow] = []
+        self.errors: list[RowError] = []
+        self.number = 0
+        self.total = 0
+        self.invalid = 0
+
+    async def add(self, result: ValidRow | RowError) -> None:
+        if isinstance(result, RowError):
+            self.errors.append(result)
+            self.invalid += 1
+        else:
+            self.rows.append(result)
+            self.total += 1
+        if len(self.rows) >= self.batch_size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.rows:
+            now = datetime.now(UTC)
+            messages = [
+                Message(
+                    id=message_id(self.tx.id, row.row),
+                    transaction_id=self.tx.id,
+                    tenant=self.tx.tenant,
+                    batch=self.number,
+                    row=row.row,
+                    email=row.email,
+                    data=row.data,
+                    status=self.pending,
+                    send_at=self.tx.send_at,
+                    updated_at=now,
+                )
+                for row in self.rows
+            ]
+            await _insert_new(self.store.messages, [to_document(m) for m in messages])
+            batch = Batch(
+                id=f"{self.tx.id}:{self.number}",
+                transaction_id=self.tx.id,
+                number=self.number,
+                rows=[row.row for row in self.rows],
+            )
+            await _insert_new(self.store.batches, [to_document(batch)])
+            self.number += 1
+            self.rows = []
+        if self.errors:
+            stored = [
+                StoredRowError(id=f"{self.tx.id}:{e.row}", transaction_id=self.tx.id, error=e)
+                for e in self.errors
+            ]
+            await _insert_new(self.store.row_errors, [to_document(s) for s in stored])
+            self.errors = []
+
+
+async def _insert_new(
+    collection: AsyncCollection[dict[str, Any]], docs: Sequence[dict[str, Any]]
+) -> None:
+    """Insert, skipping documents already there from an earlier pass."""
+    try:
+        await collection.insert_many(list(docs), ordered=False)
+    except BulkWriteError as e:
+        if any(err.get("code") != _DUPLICATE_KEY for err in e.details.get("writeErrors", [])):
+            raise
