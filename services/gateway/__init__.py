@@ -1,0 +1,1 @@
+"""The HTTP gateway: API, uploads to S3, the ACCEPT step (ARCHITECTURE §2)."""

@@ -1,0 +1,68 @@
+"""The gateway's Litestar application (ARCHITECTURE §2).
+
+``create_app(settings)`` opens its clients in the lifespan (NATS + topology, the store +
+indexes, S3) and closes them on shutdown; ``create_app(settings, deps)`` uses clients the
+caller already opened and owns (tests do this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from services.gateway.deps import GatewayDeps, open_deps, provide_deps, provide_settings
+from services.gateway.errors import exception_handlers
+from services.gateway.health import HealthController
+from services.gateway.templates import TemplateController
+from services.gateway.tenant import provide_tenant
+from services.gateway.transactions import TransactionController
+from shared.settings import GatewaySettings
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1"
+
+
+def _lifespan(
+    settings: GatewaySettings,
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def clients(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.deps = await open_deps(stack, settings)
+            yield
+
+    return clients
+
+
+def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Litestar:
+    state = State({"settings": settings})
+    if deps is not None:
+        state.deps = deps
+    api = Router(path=API_PREFIX, route_handlers=[TemplateController, TransactionController])
+    return Litestar(
+        route_handlers=[api, HealthController],
+        dependencies={
+            "deps": Provide(provide_deps, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "tenant": Provide(provide_tenant, sync_to_thread=False),
+        },
+        state=state,
+        lifespan=[] if deps is not None else [_lifespan(settings)],
+        exception_handlers=exception_handlers(),
+        openapi_config=OpenAPIConfig(
+            title="Email Platform API",
+            version="1.0.0",
+            description="Submit email campaigns and follow their delivery.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        # Errors are logged by the exception handlers, through structlog.
+        logging_config=None,
+    )

@@ -1,0 +1,55 @@
+"""Probes: ``/health/live`` (the process answers) and ``/health/ready`` (it can do work)."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, MediaType, Response, get
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from services.gateway.deps import Deps
+from services.gateway.errors import Code, ErrorBody, ErrorDetail, error_responses
+from services.gateway.records import ping_store
+
+__all__ = ["HealthController", "Liveness", "Readiness"]
+
+
+class Liveness(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    checks: dict[str, bool]
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]  # noqa: RUF012 -- Litestar's declared attribute type is a list
+
+    @get("/live", summary="Liveness probe")
+    async def live(self) -> Liveness:
+        return Liveness(status="ok")
+
+    @get(
+        "/ready",
+        summary="Readiness probe: NATS connected and the store answering",
+        responses=error_responses(),
+    )
+    async def ready(self, deps: Deps) -> Response[Readiness | ErrorBody]:
+        checks = {
+            "nats": deps.broker.nc.is_connected,
+            "store": await ping_store(deps.store),
+        }
+        if all(checks.values()):
+            return Response(Readiness(status="ready", checks=checks), status_code=HTTP_200_OK)
+        return Response(
+            ErrorBody(
+                error=ErrorDetail(
+                    code=Code.SERVICE_UNAVAILABLE,
+                    message="not ready: " + ", ".join(k for k, ok in checks.items() if not ok),
+                    details={"checks": checks},
+                )
+            ),
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            media_type=MediaType.JSON,
+        )

@@ -1,0 +1,150 @@
+"""The gateway's reads and writes of the store, with PyMongo's errors converted at the edge.
+
+A store that cannot be reached becomes ``StoreUnavailable`` (the API answers 503); nothing
+above this module sees a PyMongo exception. Pages are read by key ranges on the indexes of
+``shared.indexes`` — never with a top-level ``$or``, which the embedded store answers by
+scanning every document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import ConnectionFailure, PyMongoError, WTimeoutError
+
+from shared.documents import (
+    StoredRowError,
+    Template,
+    Transaction,
+    from_document,
+    to_document,
+)
+from shared.errors import StoreUnavailable
+from shared.status import TxStatus
+from shared.store import Store
+
+__all__ = [
+    "find_template",
+    "find_transaction",
+    "insert_template",
+    "insert_transaction",
+    "page_row_errors",
+    "page_transactions",
+    "ping_store",
+    "utc_now",
+]
+
+_PING_TIMEOUT: Final = 2.0
+
+
+@contextmanager
+def _reachable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ConnectionFailure, WTimeoutError) as e:
+        raise StoreUnavailable(f"{what}: {e}") from e
+
+
+def utc_now() -> datetime:
+    """Now, to the millisecond: what the store keeps, so what we answer equals what we read."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+async def insert_template(store: Store, template: Template) -> None:
+    with _reachable("insert template"):
+        await store.templates.insert_one(to_document(template))
+
+
+async def find_template(store: Store, tenant: str, template_id: str) -> Template | None:
+    with _reachable("find template"):
+        raw = await store.templates.find_one({"_id": template_id, "tenant": tenant})
+    return None if raw is None else from_document(raw, Template)
+
+
+async def insert_transaction(store: Store, tx: Transaction) -> None:
+    with _reachable("insert transaction"):
+        await store.transactions.insert_one(to_document(tx))
+
+
+async def find_transaction(store: Store, tenant: str, transaction_id: str) -> Transaction | None:
+    with _reachable("find transaction"):
+        raw = await store.transactions.find_one({"_id": transaction_id, "tenant": tenant})
+    return None if raw is None else from_document(raw, Transaction)
+
+
+async def page_transactions(
+    store: Store,
+    tenant: str,
+    *,
+    status: TxStatus | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Transaction]:
+    """Up to ``limit`` transactions, newest first by (created_at, _id), after ``after``.
+
+    Two range reads instead of an ``$or``: the rest of the instant ``after`` ended in, then
+    everything older.
+    """
+    base: dict[str, Any] = {"tenant": tenant}
+    if status is not None:
+        base["status"] = status
+    order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+    queries: list[dict[str, Any]]
+    if after is None:
+        queries = [base]
+    else:
+        at, last_id = after
+        queries = [
+            {**base, "created_at": at, "_id": {"$lt": last_id}},
+            {**base, "created_at": {"$lt": at}},
+        ]
+    found: list[dict[str, Any]] = []
+    with _reachable("list transactions"):
+        for query in queries:
+            if len(found) >= limit:
+                break
+            found += await store.transactions.find(query).sort(order).to_list(limit - len(found))
+    return [from_document(raw, Transaction) for raw in found]
+
+
+async def page_row_errors(
+    store: Store,
+    transaction_id: str,
+    *,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[StoredRowError]:
+    """Up to ``limit`` row errors of a transaction by (row, _id), after ``after``."""
+    base: dict[str, Any] = {"transaction_id": transaction_id}
+    order = [("error.row", ASCENDING), ("_id", ASCENDING)]
+    queries: list[dict[str, Any]]
+    if after is None:
+        queries = [base]
+    else:
+        row, last_id = after
+        queries = [
+            {**base, "error.row": row, "_id": {"$gt": last_id}},
+            {**base, "error.row": {"$gt": row}},
+        ]
+    found: list[dict[str, Any]] = []
+    with _reachable("list row errors"):
+        for query in queries:
+            if len(found) >= limit:
+                break
+            found += await store.row_errors.find(query).sort(order).to_list(limit - len(found))
+    return [from_document(raw, StoredRowError) for raw in found]
+
+
+async def ping_store(store: Store) -> bool:
+    try:
+        async with asyncio.timeout(_PING_TIMEOUT):
+            await store.client.admin.command("ping")
+    except (PyMongoError, TimeoutError):
+        return False
+    return True

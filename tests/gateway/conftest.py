@@ -1,0 +1,72 @@
+"""Gateway fixtures: the app against the session's real stack.
+
+Litestar's ``AsyncTestClient`` runs the app on its own event loop, in a thread (a blocking
+portal), and PyMongo's and nats-py's async clients belong to the loop that opened them. So
+the app under ``AsyncTestClient`` opens its clients in its lifespan, as in production, and
+the test checks what it did through ``deps``: clients opened on the test's own loop.
+
+Each test gets a fresh database (``db_name``), the streams the gateway publishes to emptied,
+and ``make_client`` to run the app with settings of its own (a tiny upload limit, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from services.gateway.app import create_app
+from services.gateway.deps import GatewayDeps, open_deps
+from shared.settings import GatewaySettings, load_settings
+from stack.launcher import StackInfo
+from tests.conftest import settings_for
+
+GATEWAY_STREAMS = ("TX_ACCEPTED", "TX_STATUS")
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient[Litestar]]]
+
+
+@pytest.fixture
+def gateway_settings(
+    stack_info: StackInfo, db_name: str, monkeypatch: pytest.MonkeyPatch
+) -> GatewaySettings:
+    # botocore reads credentials from the environment, not from our settings.
+    for name, value in stack_info.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return load_settings(GatewaySettings, settings_for(stack_info, db_name))
+
+
+@pytest.fixture
+async def deps(gateway_settings: GatewaySettings) -> AsyncIterator[GatewayDeps]:
+    async with AsyncExitStack() as stack:
+        opened = await open_deps(stack, gateway_settings)
+        for stream in GATEWAY_STREAMS:
+            await opened.broker.js.purge_stream(stream)
+        yield opened
+        await opened.store.client.drop_database(gateway_settings.mongodb_db)
+
+
+@pytest.fixture
+def make_client(gateway_settings: GatewaySettings, deps: GatewayDeps) -> ClientFactory:
+    # ``deps`` first: it purges the streams and drops the database after the app is gone.
+    """``async with make_client(max_upload_bytes=10) as client``: the app with overrides."""
+
+    @asynccontextmanager
+    async def open_client(**overrides: Any) -> AsyncIterator[AsyncTestClient[Litestar]]:
+        settings = msgspec.structs.replace(gateway_settings, **overrides)
+        async with AsyncTestClient(create_app(settings)) as client:
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with make_client() as opened:
+        yield opened
