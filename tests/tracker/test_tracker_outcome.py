@@ -1,0 +1,66 @@
+"""The outcome table: every rule, and every rule allowed by the message transition table."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.tracker.outcome import OUTCOME_RULES, RECORD_ONLY, outcome_for
+from services.tracker.ses_event import SesEvent, parse_ses_event
+from shared.status import MessageStatus as M
+from shared.transitions import check_message_transition
+from tests.tracker.tracker_builders import payload
+
+
+@pytest.mark.parametrize(
+    ("kind", "bounce_type", "status", "candidates"),
+    [
+        ("Delivery", None, M.DELIVERED, {M.SENT, M.SENDING}),
+        ("Bounce", "Permanent", M.BOUNCED, {M.SENT, M.SENDING}),
+        ("Bounce", "Transient", None, set()),
+        ("Bounce", "Undetermined", None, set()),
+        ("Bounce", "SomethingNew", None, set()),
+        ("Complaint", None, M.COMPLAINED, {M.SENT, M.SENDING, M.DELIVERED}),
+        ("Reject", None, M.FAILED, {M.SENT, M.SENDING}),
+        ("Rendering Failure", None, M.FAILED, {M.SENT, M.SENDING}),
+        ("DeliveryDelay", None, None, set()),
+        ("Send", None, None, set()),
+        ("Open", None, None, set()),
+        ("Click", None, None, set()),
+        ("Subscription", None, None, set()),
+        ("Teleport", None, None, set()),
+    ],
+)
+def test_rules(kind: str, bounce_type: str | None, status: M | None, candidates: set[M]) -> None:
+    outcome = outcome_for(SesEvent(kind=kind, bounce_type=bounce_type))
+    assert outcome.status == status
+    assert set(outcome.candidates) == candidates
+    assert outcome.record_only == (status is None)
+
+
+def test_bounce_type_matters_only_for_bounces() -> None:
+    assert outcome_for(SesEvent(kind="Delivery", bounce_type="Transient")).status == M.DELIVERED
+
+
+def test_every_rule_is_an_allowed_transition() -> None:
+    for outcome in OUTCOME_RULES.values():
+        if outcome.status is None:
+            assert outcome is RECORD_ONLY
+            continue
+        assert outcome.candidates
+        for old in outcome.candidates:
+            check_message_transition(old, outcome.status)
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("event_delivery", M.DELIVERED),
+        ("event_bounce", M.BOUNCED),
+        ("event_complaint", M.COMPLAINED),
+        ("notification_delivery", M.DELIVERED),
+        ("notification_bounce", M.BOUNCED),
+        ("notification_complaint", M.COMPLAINED),
+    ],
+)
+def test_the_example_payloads(name: str, status: M) -> None:
+    assert outcome_for(parse_ses_event(payload(name))).status == status
