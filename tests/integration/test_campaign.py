@@ -1,0 +1,187 @@
+"""One campaign end to end: all five services as processes on the real embedded stack."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from email_validator import EmailNotValidError, validate_email
+
+from cli.client import PlatformClient
+from stack.launcher import StackInfo
+from stack.platform import Platform
+from stack.processes import free_port
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class Receiver:
+    """A callback receiver on loopback that records every POST body in order."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def platform(stack_info: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("platform")
+    with Platform(
+        root,
+        gateway_port=free_port(),
+        running_stack=stack_info,
+        service_env={"MONGODB_DB": "e2e", "SQS_WAIT_SECONDS": "1"},
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def client(platform: Platform) -> Iterator[PlatformClient]:
+    with PlatformClient(platform.gateway_url) as c:
+        yield c
+
+
+def expected_outcomes(path: Path) -> Counter[str]:
+    """What the demo CSV implies, by the SES mailbox simulator's rules."""
+    counts: Counter[str] = Counter()
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.reader(f) if row]
+    header = [name.strip().lower().replace(" ", "_") for name in rows[0]]
+    for row in rows[1:]:
+        if len(row) != len(header) or not all(value.strip() for value in row):
+            counts["invalid"] += 1
+            continue
+        try:
+            email = validate_email(row[0], check_deliverability=False).normalized
+        except EmailNotValidError:
+            counts["invalid"] += 1
+            continue
+        local = email.split("@")[0].split("+")[0]
+        counts[
+            {"bounce": "bounced", "suppressionlist": "bounced", "complaint": "complained"}.get(
+                local, "delivered"
+            )
+        ] += 1
+    return counts
+
+
+def template(client: PlatformClient, examples: Path) -> str:
+    import tomllib
+
+    created = client.create_template(tomllib.loads((examples / "welcome.toml").read_text()))
+    assert created["placeholders"] == ["city", "first_name"]
+    return str(created["id"])
+
+
+def test_demo_campaign_completes(
+    client: PlatformClient, receiver: Receiver, examples: Path
+) -> None:
+    csv_path = examples / "recipients.csv"
+    accepted = client.submit(csv_path, template(client, examples), callback_url=receiver.url)
+    assert accepted["status"] == "ACCEPT"
+    tx_id = accepted["transaction_id"]
+
+    record = client.wait(tx_id, timeout=120)
+
+    assert record["status"] == "COMPLETED", record
+    expected = expected_outcomes(csv_path)
+    counters = record["counters"]
+    assert {k: counters[k] for k in ("delivered", "bounced", "complained", "invalid")} == {
+        k: expected[k] for k in ("delivered", "bounced", "complained", "invalid")
+    }
+    assert counters["total"] == expected["delivered"] + expected["bounced"] + expected["complained"]
+
+    statuses = [entry["status"] for entry in record["status_history"]]
+    assert statuses == ["ACCEPT", "PROCESSING", "READY_TO_SEND", "SENT", "COMPLETED"]
+    stamps = [datetime.fromisoformat(e["timestamp"]) for e in record["status_history"]]
+    assert stamps == sorted(stamps)
+
+    status = client.status(tx_id)
+    assert status["progress"] == {
+        "total_messages": counters["total"],
+        "processed_messages": counters["total"],
+        "percentage": 100.0,
+    }
+    assert record["stats"] is not None
+
+    errors = client.errors(tx_id)["items"]
+    assert len(errors) == expected["invalid"]
+    assert {e["code"] for e in errors} >= {"INVALID_EMAIL", "MISSING_EMAIL"}
+    first = errors[0]
+    assert set(first) == {"code", "message", "details", "recovery_action"}
+    assert set(first["details"]) >= {"row", "field", "value", "expected_format"}
+    # Spreadsheet rows: the quoted line break in row 12 does not shift the rows after it.
+    assert [e["details"]["row"] for e in errors] == [8, 9, 10, 16, 17]
+
+    # The last callback may still be on its way when the final status is read.
+    deadline = datetime.now(UTC) + timedelta(seconds=15)
+    while len(receiver.bodies) < 4 and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.1)
+    assert [(b["old_status"], b["new_status"]) for b in receiver.bodies] == [
+        ("ACCEPT", "PROCESSING"),
+        ("PROCESSING", "READY_TO_SEND"),
+        ("READY_TO_SEND", "SENT"),
+        ("SENT", "COMPLETED"),
+    ]
+    assert all(
+        b["transaction_id"] == tx_id and b["event_type"] == "status_change" for b in receiver.bodies
+    )
+
+
+def test_scheduled_campaign_waits_for_send_at(
+    client: PlatformClient, stack_info: StackInfo, examples: Path
+) -> None:
+    send_at = datetime.now(UTC) + timedelta(seconds=5)
+    accepted = client.submit(
+        examples / "recipients.csv", template(client, examples), send_at=send_at.isoformat()
+    )
+    tx_id = accepted["transaction_id"]
+
+    record = client.wait(tx_id, timeout=120)
+
+    assert record["status"] == "COMPLETED", record
+    statuses = [entry["status"] for entry in record["status_history"]]
+    assert statuses == ["ACCEPT", "PROCESSING", "SCHEDULED", "READY_TO_SEND", "SENT", "COMPLETED"]
+    assert stack_info.sim_url is not None
+    sends = [
+        s
+        for s in httpx.get(f"{stack_info.sim_url}/_sim/sends", timeout=10).json()
+        if s.get("tags", {}).get("transaction_id") == tx_id
+    ]
+    assert len(sends) == record["counters"]["total"]
+    assert all(datetime.fromisoformat(s["timestamp"]) >= send_at for s in sends)
