@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -62,9 +63,10 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
-        console.print("Stopping…")
+        # Stop first: the terminal (or a pipe) may already be gone.
         platform.stop()
-        console.print("Stopped.")
+        with contextlib.suppress(OSError):
+            console.print("Stopped every process.")
 
 
 @app.command()

@@ -5,8 +5,11 @@ Library errors become ``BrokerUnavailable`` here so callers only see our error t
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import nats
+import structlog
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -16,6 +19,10 @@ from shared.errors import BrokerUnavailable
 from shared.events import encode
 
 __all__ = ["Broker", "connect_broker"]
+
+_DRAIN_SECONDS = 5.0
+
+log = structlog.get_logger("broker")
 
 
 class Broker:
@@ -40,11 +47,28 @@ class Broker:
             raise BrokerUnavailable(f"publish to {subject} failed: {e!r}") from e
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
-            await self.nc.drain()
+        """Drain (deliver what is buffered, then close); if the server is gone, just close:
+        a service told to stop must stop even when NATS stopped first."""
+        if self.nc.is_closed:
+            return
+        try:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                await self.nc.drain()
+        except (NatsError, TimeoutError):
+            await self.nc.close()
 
 
 async def connect_broker(url: str, name: str) -> Broker:
+    # One line per connection event instead of nats-py's default tracebacks.
+    async def on_error(e: Exception) -> None:
+        log.warning("nats error", error=repr(e))
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
     try:
         nc = await nats.connect(
             url,
@@ -52,6 +76,9 @@ async def connect_broker(url: str, name: str) -> Broker:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=5,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
         )
     except (NatsError, OSError, TimeoutError) as e:
         raise BrokerUnavailable(f"cannot connect to NATS at {url}: {e!r}") from e

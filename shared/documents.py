@@ -57,6 +57,8 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # lower-case key per message status holding how many messages are in it now.
     counters: dict[str, int] = {}
     batches: int = 0
+    # While ingest reads the file: how many valid and invalid rows it has read so far.
+    ingest_progress: dict[str, int] = {}
     status_history: list[StatusEntry] = []
     stats: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None

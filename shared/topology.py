@@ -26,6 +26,7 @@ __all__ = [
     "STREAMS",
     "ConsumerSpec",
     "Subjects",
+    "all_consumers",
     "ensure_topology",
 ]
 
@@ -141,6 +142,8 @@ class ConsumerSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CONSUMERS:
+    """Every durable consumer, by the actor that owns it."""
+
     INGEST = ConsumerSpec(
         stream="TX_ACCEPTED",
         durable="ingest",
@@ -191,18 +194,9 @@ class CONSUMERS:
         max_ack_pending=1,
     )
 
-    ALL: tuple[ConsumerSpec, ...] = ()
 
-
-CONSUMERS.ALL = (
-    CONSUMERS.INGEST,
-    CONSUMERS.SCHEDULER_INGESTED,
-    CONSUMERS.SCHEDULER_DUE,
-    CONSUMERS.SENDER,
-    CONSUMERS.TRACKER_EVENTS,
-    CONSUMERS.TRACKER_SENT,
-    CONSUMERS.TRACKER_CALLBACKS,
-)
+def all_consumers() -> list[ConsumerSpec]:
+    return [spec for spec in vars(CONSUMERS).values() if isinstance(spec, ConsumerSpec)]
 
 
 async def ensure_topology(js: JetStreamContext) -> None:
@@ -215,5 +209,5 @@ async def ensure_topology(js: JetStreamContext) -> None:
             except BadRequestError:
                 # Another service created it between our two calls.
                 await js.update_stream(stream)
-    for spec in CONSUMERS.ALL:
+    for spec in all_consumers():
         await js.add_consumer(spec.stream, spec.config())

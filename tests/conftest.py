@@ -22,7 +22,14 @@ from stack.processes import free_port
 @pytest.fixture(scope="session")
 def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     root = tmp_path_factory.mktemp("stack")
-    with Stack(root, gateway_port=free_port(), ses_sink="sqs") as info:
+    with (
+        Stack(root, gateway_port=free_port(), ses_sink="sqs") as info,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        # botocore reads credentials and region from the environment, as in production.
+        for name, value in info.env().items():
+            if name.startswith("AWS_"):
+                env.setenv(name, value)
         yield info
 
 

@@ -64,6 +64,7 @@ class TransactionView(msgspec.Struct, frozen=True, kw_only=True):
     send_at: datetime | None
     metadata: dict[str, str]
     counters: dict[str, int]
+    ingest_progress: dict[str, int]
     status_history: list[StatusHistoryItem]
     stats: dict[str, Any] | None
     failure: dict[str, Any] | None
@@ -124,6 +125,7 @@ def transaction_view(tx: Transaction) -> TransactionView:
         send_at=tx.send_at,
         metadata=tx.metadata,
         counters=counters_view(tx.counters),
+        ingest_progress=tx.ingest_progress,
         status_history=[
             StatusHistoryItem(status=e.status, timestamp=e.at, metadata=e.metadata)
             for e in tx.status_history

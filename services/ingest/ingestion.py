@@ -107,8 +107,10 @@ class IngestActor(Actor[TxAccepted]):
                 )
                 return
             async for record in records:
-                if not record.fields:
-                    continue  # a blank line: counted as a row, never an error
+                if not any(field.strip() for field in record.fields):
+                    # A blank line, or a row of empty cells as spreadsheets export them:
+                    # it keeps its row number but is neither a message nor an error.
+                    continue
                 result = validate_row(header, record, template.placeholders)
                 await batch.add(result)
         except HeaderError as e:
@@ -233,6 +235,10 @@ class _BatchWriter:
             ]
             await _insert_new(self.store.row_errors, [to_document(s) for s in stored])
             self.errors = []
+        await self.store.transactions.update_one(
+            {"_id": self.tx.id},
+            {"$set": {"ingest_progress": {"valid": self.total, "invalid": self.invalid}}},
+        )
 
 
 async def _insert_new(

@@ -72,7 +72,10 @@ class SenderActor(Actor[SendBatch]):
         claimed = await self._claim(tx.id, event.batch)
         results = await asyncio.gather(*(self._send(m, template) for m in claimed))
         outcomes = [outcome for outcome, _ in results]
-        await self._count(tx.id, sum((moves for _, moves in results), Counter()))
+        total: Counter[str] = Counter()
+        for _, moves in results:
+            total.update(moves)  # not ``+``: it drops the negative counts
+        await self._count(tx.id, total)
         retry = outcomes.count("retry")
         await self._finish_if_all_dispatched(tx.id)
         log.info(

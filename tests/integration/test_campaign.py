@@ -125,6 +125,11 @@ def test_demo_campaign_completes(
         k: expected[k] for k in ("delivered", "bounced", "complained", "invalid")
     }
     assert counters["total"] == expected["delivered"] + expected["bounced"] + expected["complained"]
+    # Every message is counted once, in the status it ended in.
+    in_flight = ("scheduled", "ready_to_send", "sending", "sent")
+    assert {key: counters[key] for key in in_flight} == dict.fromkeys(in_flight, 0)
+    finals = ("delivered", "bounced", "complained", "failed", "suppressed", "expired", "cancelled")
+    assert sum(counters[key] for key in finals) == counters["total"]
 
     statuses = [entry["status"] for entry in record["status_history"]]
     assert statuses == ["ACCEPT", "PROCESSING", "READY_TO_SEND", "SENT", "COMPLETED"]

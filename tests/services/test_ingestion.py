@@ -1,0 +1,220 @@
+"""Ingest against the real stack: the CSV read back from S3 (moto), messages, batches and
+row errors in the store, the hand-over to the scheduler on NATS."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from services.ingest.ingestion import IngestActor
+from shared.aws import open_s3
+from shared.documents import (
+    S3Location,
+    StatusEntry,
+    Template,
+    Transaction,
+    from_document,
+    to_document,
+)
+from shared.events import TxAccepted, TxIngested, decoder
+from shared.records import load_transaction
+from shared.service import Runtime
+from shared.settings import IngestSettings, ServiceSettings, load_settings
+from shared.status import TxStatus
+from shared.topology import Subjects
+from stack.launcher import StackInfo
+from tests.conftest import settings_for
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+@pytest.fixture
+async def s3(settings: ServiceSettings) -> AsyncIterator[S3Client]:
+    async with AsyncExitStack() as exits:
+        yield await open_s3(exits, settings)
+
+
+@pytest.fixture
+async def ingest(
+    runtime: Runtime, s3: S3Client, stack_info: StackInfo, db_name: str
+) -> IngestActor:
+    for stream in ("TX_INGESTED", "TX_STATUS"):
+        await runtime.broker.js.purge_stream(stream)
+    settings = load_settings(IngestSettings, settings_for(stack_info, db_name, BATCH_SIZE="3"))
+    return IngestActor(runtime.store, runtime.broker, s3, settings)
+
+
+async def submit(
+    rt: Runtime,
+    s3: S3Client,
+    bucket: str,
+    body: bytes,
+    *,
+    html: str = "<p>Hi {{ name }}</p>",
+    send_at: datetime | None = None,
+) -> Transaction:
+    """What the gateway leaves behind: the file in S3, a template, a transaction in ACCEPT."""
+    now = datetime.now(UTC)
+    tx_id = uuid.uuid4().hex
+    key = f"uploads/test/{tx_id}.csv"
+    await s3.put_object(Bucket=bucket, Key=key, Body=body)
+    template = Template(
+        id=uuid.uuid4().hex,
+        tenant="t",
+        name="n",
+        subject="Hello",
+        html=html,
+        placeholders=["name"] if "name" in html else [],
+        created_at=now,
+    )
+    await rt.store.templates.insert_one(to_document(template))
+    tx = Transaction(
+        id=tx_id,
+        tenant="t",
+        status=TxStatus.ACCEPT,
+        template_id=template.id,
+        source=S3Location(bucket=bucket, key=key),
+        send_at=send_at,
+        status_history=[StatusEntry(status=TxStatus.ACCEPT, at=now)],
+        created_at=now,
+        updated_at=now,
+    )
+    await rt.store.transactions.insert_one(to_document(tx))
+    return tx
+
+
+async def docs(rt: Runtime, collection: str, tx_id: str) -> list[dict[str, Any]]:
+    return [d async for d in rt.store.collection(collection).find({"transaction_id": tx_id})]
+
+
+CSV = (
+    b"\xef\xbb\xbfEmail;Name\r\n"
+    b"a@example.org;Ann\r\n"
+    b"bad-address;Bob\r\n"
+    b"c@example.org;Cy\r\n"
+    b"\r\n"
+    b'd@example.org;"D\r\nE"\r\n'
+    b";;\r\n"
+    b"e@example.org;\r\n"
+    b"f@example.org;Fay\r\n"
+)
+
+
+async def test_rows_become_messages_batches_and_errors(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, CSV)
+
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.status == TxStatus.PROCESSING
+    assert after.counters == {"total": 4, "invalid": 2, "dispatched": 0, "ready_to_send": 4}
+    assert after.ingest_progress == {"valid": 4, "invalid": 2}
+    assert after.batches == 2
+    messages = sorted(await docs(runtime, "messages", tx.id), key=lambda m: m["row"])
+    assert [(m["_id"], m["email"], m["data"], m["status"]) for m in messages] == [
+        (f"{tx.id}:2", "a@example.org", {"name": "Ann"}, "READY_TO_SEND"),
+        (f"{tx.id}:4", "c@example.org", {"name": "Cy"}, "READY_TO_SEND"),
+        (f"{tx.id}:6", "d@example.org", {"name": "D\r\nE"}, "READY_TO_SEND"),
+        (f"{tx.id}:9", "f@example.org", {"name": "Fay"}, "READY_TO_SEND"),
+    ]
+    batches = sorted(await docs(runtime, "batches", tx.id), key=lambda b: b["number"])
+    assert [b["rows"] for b in batches] == [[2, 4, 6], [9]]
+    errors = sorted(await docs(runtime, "row_errors", tx.id), key=lambda e: e["error"]["row"])
+    assert [(e["error"]["row"], e["error"]["code"]) for e in errors] == [
+        (3, "INVALID_EMAIL"),
+        (8, "MISSING_PLACEHOLDER_VALUE"),
+    ]
+    handed_over = await runtime.broker.js.get_last_msg("TX_INGESTED", Subjects.TX_INGESTED)
+    assert decoder(TxIngested).decode(handed_over.data) == TxIngested(
+        transaction_id=tx.id, batches=2
+    )
+    assert [e.status for e in after.status_history] == [TxStatus.ACCEPT, TxStatus.PROCESSING]
+
+
+async def test_a_redelivery_adds_nothing(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, CSV)
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+    # The sender has started moving counters when the same event comes again.
+    await runtime.store.transactions.update_one(
+        {"_id": tx.id}, {"$inc": {"counters.ready_to_send": -1, "counters.sending": 1}}
+    )
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.counters["ready_to_send"] == 3
+    assert after.counters["sending"] == 1
+    assert len(await docs(runtime, "messages", tx.id)) == 4
+    assert len(await docs(runtime, "row_errors", tx.id)) == 2
+    info = await runtime.broker.js.stream_info("TX_INGESTED")
+    assert info.state.messages == 1  # the second hand-over was deduplicated by its id
+
+
+async def test_a_half_done_pass_is_completed_without_duplicates(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, CSV)
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+    # A crash before the counters were set: the next pass must redo only that.
+    await runtime.store.transactions.update_one(
+        {"_id": tx.id}, {"$unset": {"counters": ""}, "$set": {"batches": 0}}
+    )
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.counters["total"] == 4
+    assert after.batches == 2
+    assert len(await docs(runtime, "messages", tx.id)) == 4
+    assert len(await docs(runtime, "batches", tx.id)) == 2
+
+
+async def test_future_send_at_makes_scheduled_messages(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    tx = await submit(runtime, s3, stack_info.s3_bucket, CSV, send_at=later)
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.counters["scheduled"] == 4
+    assert {m["status"] for m in await docs(runtime, "messages", tx.id)} == {"SCHEDULED"}
+
+
+@pytest.mark.parametrize(
+    ("body", "html", "code"),
+    [
+        (b"name,city\r\nAnn,Paris\r\n", "<p>{{ name }}</p>", "MISSING_EMAIL_COLUMN"),
+        (b"email,email\r\na@example.org,b@example.org\r\n", "<p>x</p>", "DUPLICATE_COLUMN"),
+        (b"email\r\na@example.org\r\n", "<p>{{ name }}</p>", "MISSING_PLACEHOLDER_COLUMN"),
+        (b"email,name\r\nnope,Ann\r\n,Bob\r\n", "<p>{{ name }}</p>", "NO_VALID_ROWS"),
+        (b"email,name\r\na@example.org,Ren\xe9\r\n", "<p>{{ name }}</p>", "CSV_PARSING_ERROR"),
+        (b"", "<p>x</p>", "CSV_PARSING_ERROR"),
+    ],
+)
+async def test_a_file_that_cannot_be_sent_fails_the_transaction(
+    runtime: Runtime,
+    s3: S3Client,
+    ingest: IngestActor,
+    stack_info: StackInfo,
+    body: bytes,
+    html: str,
+    code: str,
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, body, html=html)
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+    raw = await runtime.store.transactions.find_one({"_id": tx.id})
+    after = from_document(raw, Transaction)
+    assert after.status == TxStatus.FAILED
+    assert after.failure is not None
+    assert after.failure["code"] == code
+    assert after.failure["message"]
+    assert [e.status for e in after.status_history][-1] == TxStatus.FAILED
+    assert (await runtime.broker.js.stream_info("TX_INGESTED")).state.messages == 0
