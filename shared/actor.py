@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from asyncio import FIRST_COMPLETED
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
@@ -70,43 +71,39 @@ class ActorRunner(Generic[E]):
         self._decoder = decoder(actor.event_type)
         self._stop = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self, *, until_idle: bool = False) -> None:
-        """Fetch and handle until stopped (or, with ``until_idle``, until nothing is left)."""
+        """Fetch and handle until stopped, or with ``until_idle`` until the consumer has
+        nothing left: nothing to deliver, nothing in flight, no redelivery waiting."""
         js: JetStreamContext = self.broker.js
         sub = await js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
+        stopped = asyncio.create_task(self._stop.wait())
         try:
             while not self._stop.is_set():
-                await self._slots.acquire()
-                free = 1
-                while free < self.concurrency and not self._slots.locked():
-                    await self._slots.acquire()
-                    free += 1
+                free = self.concurrency - len(self._in_flight)
+                if free <= 0:
+                    # Every slot is busy: wait for one to free up, or for stop.
+                    await asyncio.wait({stopped, *self._in_flight}, return_when=FIRST_COMPLETED)
+                    continue
                 try:
                     msgs = await sub.fetch(batch=free, timeout=self.fetch_timeout)
                 except (TimeoutError, NatsTimeoutError):
                     msgs = []
-                for _ in range(free - len(msgs)):
-                    self._slots.release()
                 for msg in msgs:
                     task = asyncio.create_task(self._process(msg))
                     self._in_flight.add(task)
-                    task.add_done_callback(self._done)
-                if not msgs and until_idle and not self._in_flight:
+                    task.add_done_callback(self._in_flight.discard)
+                if until_idle and not msgs and not self._in_flight and await _idle(sub):
                     break
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
         finally:
+            stopped.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._slots.release()
 
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -146,7 +143,7 @@ class ActorRunner(Generic[E]):
             keepalive.cancel()
 
     async def _keep_alive(self, msg: Msg) -> None:
-        interval = max(self.spec.ack_wait / 3, 0.5)
+        interval = self.spec.ack_wait / 3
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
@@ -180,3 +177,9 @@ class ActorRunner(Generic[E]):
             await msg.nak(delay=self.spec.backoff[-1])
             return
         await msg.term()
+
+
+async def _idle(sub: JetStreamContext.PullSubscription) -> bool:
+    """Nothing left for this consumer, counting messages nak'ed for a later redelivery."""
+    info = await sub.consumer_info()
+    return info.num_pending == 0 and info.num_ack_pending == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -26,26 +26,12 @@ _CONFIG = AioConfig(
 
 
 async def open_s3(stack: AsyncExitStack, settings: ServiceSettings) -> S3Client:
-    client: S3Client = await stack.enter_async_context(
-        get_session().create_client(
-            "s3",
-            region_name=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            config=_CONFIG,
-        )
-    )
+    client: S3Client = await _open(stack, "s3", settings, settings.aws_endpoint_url, _CONFIG)
     return client
 
 
 async def open_sqs(stack: AsyncExitStack, settings: ServiceSettings) -> SQSClient:
-    client: SQSClient = await stack.enter_async_context(
-        get_session().create_client(
-            "sqs",
-            region_name=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            config=_CONFIG,
-        )
-    )
+    client: SQSClient = await _open(stack, "sqs", settings, settings.aws_endpoint_url, _CONFIG)
     return client
 
 
@@ -54,12 +40,21 @@ async def open_sesv2(
 ) -> SESV2Client:
     # SES retries are ours (classified at the adapter), not botocore's.
     config = _CONFIG.merge(AioConfig(retries={"max_attempts": 1, "mode": "standard"}))
-    client: SESV2Client = await stack.enter_async_context(
-        get_session().create_client(
-            "sesv2",
-            region_name=settings.aws_region,
-            endpoint_url=endpoint_url or settings.aws_endpoint_url,
-            config=config,
-        )
+    client: SESV2Client = await _open(
+        stack, "sesv2", settings, endpoint_url or settings.aws_endpoint_url, config
     )
     return client
+
+
+async def _open(
+    stack: AsyncExitStack,
+    service: Literal["s3", "sqs", "sesv2"],
+    settings: ServiceSettings,
+    endpoint_url: str | None,
+    config: AioConfig,
+) -> Any:
+    return await stack.enter_async_context(
+        get_session().create_client(
+            service, region_name=settings.aws_region, endpoint_url=endpoint_url, config=config
+        )
+    )

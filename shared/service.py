@@ -21,7 +21,7 @@ from shared.settings import ServiceSettings
 from shared.store import Store, connect_store
 from shared.topology import ensure_topology
 
-__all__ = ["Runtime", "Worker", "run_service"]
+__all__ = ["Runtime", "Worker", "open_runtime", "run_service"]
 
 log = structlog.get_logger("service")
 
@@ -41,6 +41,8 @@ class Runtime:
 
 
 async def open_runtime(name: str, settings: ServiceSettings, exits: AsyncExitStack) -> Runtime:
+    """Connect to NATS and the store (closed by ``exits``), with the topology and the
+    indexes in place."""
     broker = await connect_broker(settings.nats_url, name)
     exits.push_async_callback(broker.close)
     await ensure_topology(broker.js)

@@ -1,15 +1,15 @@
 """Settings: one frozen Struct per service, read from the environment once in ``__main__``.
 
 Every field is read from the upper-cased variable of the same name (``nats_url`` from
-``NATS_URL``); fields without a variable keep their default, and a value that does not
-convert is an error at start-up rather than a surprise later.
+``NATS_URL``); fields whose variable is unset or empty keep their default, and a value that
+does not convert is an error at start-up rather than a surprise later.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -42,7 +42,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
     # How many messages one actor works on at once.
-    concurrency: int = 8
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
 
 
 class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
@@ -54,7 +54,7 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
-    batch_size: int = 500
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
 
 
 class SchedulerSettings(ServiceSettings, frozen=True, kw_only=True):
@@ -67,9 +67,9 @@ class SenderSettings(ServiceSettings, frozen=True, kw_only=True):
     ses_from_address: str = "campaigns@example.com"
     ses_configuration_set: str = "email-platform"
     # Messages of one batch sent at once.
-    send_concurrency: int = 16
+    send_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
     # Unset means the account's own ceiling, from SES GetAccount.
-    ses_max_send_rate: float | None = None
+    ses_max_send_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
     # How long a claimed message is ours before it counts as abandoned.
     send_lease_seconds: float = 300.0
 
@@ -88,7 +88,7 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
     values = {
         field.encode_name: env[field.name.upper()]
         for field in msgspec.structs.fields(kind)
-        if field.name.upper() in env
+        if env.get(field.name.upper())
     }
     try:
         return msgspec.convert(values, kind, strict=False)

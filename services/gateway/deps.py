@@ -13,11 +13,10 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from shared.aws import open_s3
-from shared.broker import Broker, connect_broker
-from shared.indexes import ensure_indexes
+from shared.broker import Broker
+from shared.service import open_runtime
 from shared.settings import GatewaySettings
-from shared.store import Store, connect_store
-from shared.topology import ensure_topology
+from shared.store import Store
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -51,14 +50,9 @@ Settings = NamedDependency[GatewaySettings]
 
 
 async def open_deps(stack: AsyncExitStack, settings: GatewaySettings) -> GatewayDeps:
-    broker = await connect_broker(settings.nats_url, SERVICE)
-    stack.push_async_callback(broker.close)
-    await ensure_topology(broker.js)
-    store = await connect_store(settings.mongodb_uri, settings.mongodb_db)
-    stack.push_async_callback(store.close)
-    await ensure_indexes(store.db)
+    runtime = await open_runtime(SERVICE, settings, stack)
     s3 = await open_s3(stack, settings)
-    return GatewayDeps(broker=broker, store=store, s3=s3)
+    return GatewayDeps(broker=runtime.broker, store=runtime.store, s3=s3)
 
 
 def provide_deps(state: State) -> GatewayDeps:

@@ -302,6 +302,7 @@ async def test_get_transaction(client: Client, deps: GatewayDeps) -> None:
         "send_at",
         "metadata",
         "counters",
+        "ingest_progress",
         "status_history",
         "stats",
         "failure",

@@ -174,8 +174,13 @@ async def test_network_errors_are_recorded_and_retried(
     await insert(rt.store, tx, [])
     await walk(rt, tx, T.PROCESSING)
     runner = ActorRunner(CallbackActor(rt.store, http), rt.broker, rt.store, concurrency=1)
-    await runner.run(until_idle=True)
-    recorded = await attempts(rt, tx.id)
+    running = asyncio.create_task(runner.run())
+    for _ in range(200):  # until the first attempt is on record, 10 s at most
+        if recorded := await attempts(rt, tx.id):
+            break
+        await asyncio.sleep(0.05)
+    runner.stop()
+    await running
     assert len(recorded) == 1
     assert recorded[0].status_code is None
     assert recorded[0].error is not None

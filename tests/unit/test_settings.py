@@ -120,7 +120,7 @@ def test_a_service_reads_only_its_own_fields() -> None:
         (SenderSettings, {"SES_MAX_SEND_RATE": "fast"}, "ses_max_send_rate"),
         (SenderSettings, {"SEND_LEASE_SECONDS": "five minutes"}, "send_lease_seconds"),
         (GatewaySettings, {"GATEWAY_PORT": "http"}, "gateway_port"),
-        (TrackerSettings, {"SQS_WAIT_SECONDS": ""}, "sqs_wait_seconds"),
+        (TrackerSettings, {"SQS_WAIT_SECONDS": "soon"}, "sqs_wait_seconds"),
     ],
 )
 def test_a_value_that_does_not_convert_names_the_field(
@@ -168,7 +168,19 @@ def test_every_settings_struct_is_frozen_and_keyword_only() -> None:
         config = kind.__struct_config__
         assert config.frozen, kind.__name__
         with pytest.raises(TypeError):
-            kind("nats://positional:4222")  # type: ignore[misc]
+            kind("nats://positional:4222")  # type: ignore[call-arg]
         loaded = load_settings(kind, {})
         with pytest.raises(AttributeError):
             loaded.concurrency = 1  # type: ignore[misc]
+
+
+def test_an_empty_variable_counts_as_unset() -> None:
+    settings = load_settings(SenderSettings, {"AWS_ENDPOINT_URL": "", "CONCURRENCY": ""})
+    assert settings.aws_endpoint_url is None
+    assert settings.concurrency == 8
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_concurrency_must_be_positive(value: str) -> None:
+    with pytest.raises(SettingsError, match="concurrency"):
+        load_settings(SenderSettings, {"CONCURRENCY": value})
