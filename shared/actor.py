@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 import msgspec
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
@@ -92,6 +93,12 @@ class ActorRunner(Generic[E]):
                     msgs = await sub.fetch(batch=free, timeout=self.fetch_timeout)
                 except (TimeoutError, NatsTimeoutError):
                     msgs = []
+                except NatsError as e:
+                    # The server is restarting or unreachable: the client reconnects on its
+                    # own; keep asking, without spinning.
+                    log.warning("fetch failed", consumer=self.spec.durable, error=repr(e))
+                    await asyncio.wait({stopped}, timeout=self.fetch_timeout)
+                    continue
                 for msg in msgs:
                     task = asyncio.create_task(self._process(msg))
                     self._in_flight.add(task)

@@ -112,6 +112,10 @@ class ProcessGroup:
     def pid(self, name: str) -> int:
         return self._children[name].pid
 
+    def argv(self, name: str) -> list[str]:
+        """What ``name`` was started with, to start it again after a stop."""
+        return [str(arg) for arg in self._children[name].args]  # type: ignore[union-attr]
+
     def pids(self) -> dict[str, int]:
         return {name: child.pid for name, child in self._children.items()}
 

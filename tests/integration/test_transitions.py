@@ -78,3 +78,27 @@ async def test_move_message_reports_where_it_came_from(runtime: Runtime) -> None
     assert again is None
     with pytest.raises(TransitionNotAllowed):
         await move_message(store, "t:2", [MessageStatus.DELIVERED], MessageStatus.SENT)
+
+
+async def test_an_announcement_cut_off_by_a_crash_goes_out_on_the_retry(runtime: Runtime) -> None:
+    store, broker = runtime.store, runtime.broker
+    tx = _transaction(TxStatus.ACCEPT)
+    await store.transactions.insert_one(to_document(tx))
+    # The change was stored, then the process died before announcing it.
+    changed_at = datetime.now(UTC)
+    entry = StatusEntry(status=TxStatus.PROCESSING, at=changed_at)
+    await store.transactions.update_one(
+        {"_id": tx.id},
+        {"$set": {"status": TxStatus.PROCESSING}, "$push": {"status_history": to_document(entry)}},
+    )
+    await broker.js.purge_stream("TX_STATUS", subject=Subjects.tx_status(TxStatus.PROCESSING))
+
+    # The redelivered work reads the old document and tries the same change again.
+    assert not await transition_tx(store, broker, tx, TxStatus.PROCESSING)
+
+    msg = await broker.js.get_last_msg("TX_STATUS", Subjects.tx_status(TxStatus.PROCESSING))
+    event = decoder(TxStatusChanged).decode(msg.data)
+    assert (event.transaction_id, event.old_status) == (tx.id, TxStatus.ACCEPT)
+    assert abs((event.timestamp - changed_at).total_seconds()) < 0.01
+    after = from_document(await store.transactions.find_one({"_id": tx.id}), Transaction)
+    assert len(after.status_history) == 2  # announced again, not changed again
