@@ -100,7 +100,7 @@ class ActorRunner(Generic[E]):
                     await asyncio.wait({stopped}, timeout=self.fetch_timeout)
                     continue
                 for msg in msgs:
-                    task = asyncio.create_task(self._process(msg))
+                    task = asyncio.create_task(self._process_or_leave(msg))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if until_idle and not msgs and not self._in_flight and await _idle(sub):
@@ -111,6 +111,14 @@ class ActorRunner(Generic[E]):
             stopped.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _process_or_leave(self, msg: Msg) -> None:
+        try:
+            await self._process(msg)
+        except Exception:
+            # Settling failed (the connection dropped): unacknowledged, the message comes
+            # back after ack_wait, and handlers are idempotent.
+            log.exception("could not settle", consumer=self.spec.durable, subject=msg.subject)
 
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
