@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -190,3 +192,49 @@ def test_scheduled_campaign_waits_for_send_at(
     ]
     assert len(sends) == record["counters"]["total"]
     assert all(datetime.fromisoformat(s["timestamp"]) >= send_at for s in sends)
+
+
+def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path) -> None:
+    cli = Path(sys.executable).parent / "email-platform"
+    sent = subprocess.run(
+        [
+            str(cli),
+            "send",
+            "--template",
+            str(examples / "welcome.toml"),
+            "--csv",
+            str(examples / "recipients.csv"),
+            "--wait",
+            "--gateway",
+            platform.gateway_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    for status in ("ACCEPT", "PROCESSING", "READY_TO_SEND", "SENT", "COMPLETED"):
+        assert status in sent.stdout
+    assert "row 8: INVALID_EMAIL" in sent.stdout
+    tx_id = sent.stdout.split("Transaction ")[1].split()[0]
+
+    shown = subprocess.run(
+        [str(cli), "status", tx_id, "--gateway", platform.gateway_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"{tx_id}: COMPLETED 14/14 (100.0%)" in shown.stdout
+
+    missing = subprocess.run(
+        [str(cli), "status", "no-such-id", "--gateway", platform.gateway_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "TRANSACTION_NOT_FOUND" in missing.stdout
