@@ -67,12 +67,15 @@ class _Parser:
         self._pending_chars = 0
         self._delimiter: str | None = None
         self._at_start = True  # no text seen yet: a BOM may come
+        self._nul = False  # a NUL seen: check every record from now on
         self.row = 0  # the row of the last record out
 
     def feed(self, text: str, *, final: bool = False) -> list[Record]:
         if self._at_start and text:
             text = text.removeprefix("\ufeff")
             self._at_start = False
+        if "\x00" in text:
+            self._nul = True
         if not final and "\n" not in text and "\r" not in text:
             self._tail.append(text)
             self._tail_chars += len(text)
@@ -112,9 +115,13 @@ class _Parser:
         records: list[Record] = []
         row = self.row
         done = 0
+        # Look at each record only when one of them may break a rule: rare, and slower.
+        inspect = self._nul or sum(map(len, lines)) > self._max
         try:
             for fields in reader:
                 row += 1
+                if inspect:
+                    self._inspect(row, fields)
                 records.append(Record(row=row, fields=fields))
                 done = reader.line_num
         except _NeedMore:
@@ -130,6 +137,19 @@ class _Parser:
             self._pending_chars = sum(map(len, self._pending))
         return records
 
+    def _inspect(self, row: int, fields: list[str]) -> None:
+        if self._nul and any("\x00" in field for field in fields):
+            raise InputError(
+                f"Row {row} contains a NUL character (byte 00), which CSV text never has: is "
+                "the file UTF-16 or a spreadsheet's own format? Save it as CSV UTF-8 and "
+                "upload it again"
+            )
+        if sum(map(len, fields)) > self._max:
+            raise InputError(
+                f"Row {row} is longer than {self._max} characters; shorten it and upload the "
+                "file again"
+            )
+
     def _check_size(self) -> None:
         if self._pending_chars + self._tail_chars > self._max:
             raise InputError(
@@ -144,8 +164,9 @@ async def read_records(
 ) -> AsyncIterator[Record]:
     """Yield every record of a UTF-8 CSV file, the header first (row 1).
 
-    Raises ``InputError`` for bytes that are not UTF-8, a quoted value never closed, or a
-    record longer than ``max_record_chars`` characters; each message names the row.
+    Raises ``InputError`` for bytes that are not UTF-8, a NUL character (UTF-16 text
+    without a BOM is valid UTF-8 full of them), a quoted value never closed, or a record
+    longer than ``max_record_chars`` characters; each message names the row.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     parser = _Parser(max_record_chars)

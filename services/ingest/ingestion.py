@@ -16,14 +16,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from services.ingest.csv_source import Record, read_records
+from services.ingest.csv_source import read_records
 from services.ingest.validation import (
-    Header,
+    FileErrorCode,
     HeaderError,
+    RowChecker,
     ValidRow,
     missing_columns,
-    parse_header,
-    validate_row,
+    read_header,
 )
 from shared.actor import Actor
 from shared.broker import Broker
@@ -96,33 +96,36 @@ class IngestActor(Actor[TxAccepted]):
         batch = _BatchWriter(self.store, tx, pending, self.batch_size)
         records = read_records(self._chunks(tx))
         try:
-            header = await _read_header(records)
+            header = await read_header(records)
             absent = missing_columns(header, template.placeholders)
             if absent:
                 await self._fail(
                     tx,
-                    "MISSING_PLACEHOLDER_COLUMN",
+                    FileErrorCode.MISSING_PLACEHOLDER_COLUMN,
                     f"the template uses {', '.join(absent)} but the file has no such column",
                     {"columns": absent},
                 )
                 return
+            # One checker for the whole file, from its first row: a re-run after a crash
+            # re-reads the file from the start and so finds the same duplicates.
+            rows = RowChecker(header, template.placeholders)
             async for record in records:
-                if not any(field.strip() for field in record.fields):
-                    # A blank line, or a row of empty cells as spreadsheets export them:
-                    # it keeps its row number but is neither a message nor an error.
-                    continue
-                result = validate_row(header, record, template.placeholders)
-                await batch.add(result)
+                result = rows.check(record)
+                if result is not None:
+                    await batch.add(result)
         except HeaderError as e:
             await self._fail(tx, e.code, str(e), {"column": e.column})
             return
         except InputError as e:
-            await self._fail(tx, "CSV_PARSING_ERROR", str(e), {})
+            await self._fail(tx, FileErrorCode.CSV_PARSING_ERROR, str(e), {})
             return
         await batch.flush()
         if batch.total == 0:
             await self._fail(
-                tx, "NO_VALID_ROWS", "no row of the file can be sent", {"invalid": batch.invalid}
+                tx,
+                FileErrorCode.NO_VALID_ROWS,
+                "no row of the file can be sent",
+                {"invalid": batch.invalid},
             )
             return
         # Set once: a second pass after a crash must not reset counters the sender has
@@ -165,13 +168,6 @@ class IngestActor(Actor[TxAccepted]):
             metadata={"code": code},
             also_set={"failure": failure},
         )
-
-
-async def _read_header(records: AsyncIterator[Record]) -> Header:
-    async for record in records:
-        if record.fields:
-            return parse_header(record.fields)
-    raise InputError("the file is empty: it needs a header row with an email column")
 
 
 class _BatchWriter:

@@ -177,6 +177,40 @@ async def test_a_half_done_pass_is_completed_without_duplicates(
     assert len(await docs(runtime, "batches", tx.id)) == 2
 
 
+DUPLICATES = (
+    b"email,name\r\n"
+    b"a@example.org,Ann\r\n"
+    b"b@example.org,Bob\r\n"
+    b"a@EXAMPLE.org,Ann again\r\n"
+    b"c@example.org,Cy\r\n"
+    b"b@example.org,Bob again\r\n"
+)
+
+
+async def test_a_duplicate_recipient_is_a_row_error_and_a_rerun_agrees(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, DUPLICATES)
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+    # A crash before the counters were set: the second pass must find the same duplicates.
+    await runtime.store.transactions.update_one({"_id": tx.id}, {"$unset": {"counters": ""}})
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.counters["total"], after.counters["invalid"]) == (3, 2)
+    messages = sorted(await docs(runtime, "messages", tx.id), key=lambda m: m["row"])
+    assert [(m["row"], m["email"], m["data"]) for m in messages] == [
+        (2, "a@example.org", {"name": "Ann"}),
+        (3, "b@example.org", {"name": "Bob"}),
+        (5, "c@example.org", {"name": "Cy"}),
+    ]
+    errors = sorted(await docs(runtime, "row_errors", tx.id), key=lambda e: e["error"]["row"])
+    assert [(e["error"]["row"], e["error"]["code"]) for e in errors] == [
+        (4, "DUPLICATE_RECIPIENT"),
+        (6, "DUPLICATE_RECIPIENT"),
+    ]
+
+
 async def test_future_send_at_makes_scheduled_messages(
     runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
 ) -> None:

@@ -8,6 +8,8 @@ from services.ingest.validation import (
     Header,
     HeaderError,
     HeaderErrorCode,
+    Recipients,
+    RowChecker,
     RowErrorCode,
     ValidRow,
     missing_columns,
@@ -111,3 +113,74 @@ def test_every_row_error_is_a_storable_document() -> None:
     built = msgspec.to_builtins(error)
     assert built["code"] == "INVALID_EMAIL"
     assert msgspec.convert(built, RowError) == error
+
+
+def test_missing_placeholder_value_is_the_first_empty_column() -> None:
+    error = _error(validate_row(HEADER, _row("a@example.com", "", "\t"), ["city", "first_name"]))
+    assert error.field == "city"
+    assert error.value == "\t"
+    assert "'city', 'first_name'" in error.message
+
+
+def _check_all(rows: list[list[str]]) -> list[tuple[int, str]]:
+    checker = RowChecker(HEADER, ["first_name"])
+    outcomes: list[tuple[int, str]] = []
+    for number, fields in enumerate(rows, start=2):
+        result = checker.check(Record(row=number, fields=fields))
+        if result is None:
+            outcomes.append((number, "blank"))
+        elif isinstance(result, RowError):
+            outcomes.append((number, result.code))
+        else:
+            outcomes.append((number, result.email))
+    return outcomes
+
+
+FILE_ROWS = [
+    ["ada@example.com", "Ada", "Paris"],
+    ["Ada@example.com", "Ada", "Paris"],  # the local part keeps its case: another address
+    ["ada@EXAMPLE.com", "Ada", "Lyon"],  # the same address once normalized
+    [],
+    ["", " ", ""],
+    ["bob@example.com", "", "Rome"],  # invalid: does not claim the address
+    [" bob@example.com ", "Bob", "Rome"],
+    ["bob@example.com", "Bob", "Rome"],
+    ["bob@example.com"],  # a field count error comes first
+]
+
+
+def test_duplicates_first_valid_row_wins() -> None:
+    assert _check_all(FILE_ROWS) == [
+        (2, "ada@example.com"),
+        (3, "Ada@example.com"),
+        (4, "DUPLICATE_RECIPIENT"),
+        (5, "blank"),
+        (6, "blank"),
+        (7, "MISSING_PLACEHOLDER_VALUE"),
+        (8, "bob@example.com"),
+        (9, "DUPLICATE_RECIPIENT"),
+        (10, "FIELD_COUNT_MISMATCH"),
+    ]
+
+
+def test_a_rerun_of_the_same_rows_gives_the_same_outcomes() -> None:
+    assert _check_all(FILE_ROWS) == _check_all(FILE_ROWS)
+
+
+def test_a_duplicate_is_a_storable_row_error() -> None:
+    checker = RowChecker(HEADER, [])
+    assert isinstance(checker.check(_row("a@example.com", "A", "B", row=2)), ValidRow)
+    error = checker.check(_row("a@Example.COM", "A", "B", row=3))
+    assert isinstance(error, RowError)
+    assert error.code == RowErrorCode.DUPLICATE_RECIPIENT
+    assert (error.row, error.field, error.value) == (3, "email", "a@example.com")
+    assert error.message.startswith("Row 3: a@example.com is the address of an earlier row")
+    assert msgspec.convert(msgspec.to_builtins(error), RowError) == error
+
+
+def test_recipients_remember_many_addresses_exactly() -> None:
+    recipients = Recipients()
+    rows = [ValidRow(row=n, email=f"user{n}@example.com", data={}) for n in range(50_000)]
+    assert all(recipients.admit(row) is row for row in rows)
+    assert all(isinstance(recipients.admit(row), RowError) for row in rows[::97])
+    assert isinstance(recipients.admit(ValidRow(row=1, email="new@x.com", data={})), ValidRow)
