@@ -23,8 +23,12 @@ class ApiError(RuntimeError):
 
 
 class PlatformClient:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
-        self.http = httpx.Client(base_url=f"{base_url.rstrip('/')}/api/v1", timeout=timeout)
+    def __init__(self, base_url: str, *, api_key: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(
+            base_url=f"{base_url.rstrip('/')}/api/v1",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+        )
 
     def close(self) -> None:
         self.http.close()

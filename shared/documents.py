@@ -62,6 +62,8 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     status_history: list[StatusEntry] = []
     stats: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
+    # The submitting key's mode: "test" sends nothing real. Absent (omitted default) is "live".
+    mode: str = "live"
     created_at: datetime
     updated_at: datetime
 

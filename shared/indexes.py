@@ -39,6 +39,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.DEAD_LETTERS: [
         IndexModel([("service", ASCENDING), ("at", DESCENDING)], name="service_newest"),
     ],
+    # Authentication reads a key by ``_id`` (its hash); these serve listing and revoking.
+    Collections.API_KEYS: [
+        IndexModel([("key_id", ASCENDING)], name="key_id", unique=True),
+        IndexModel([("tenant", ASCENDING), ("created_at", DESCENDING)], name="tenant_newest"),
+    ],
 }
 
 

@@ -51,6 +51,9 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     # Upload parts streamed to S3; S3 wants at least 5 MiB for every part but the last.
     upload_part_bytes: int = 8 * 1024 * 1024
     max_upload_bytes: int = 100 * 1024 * 1024
+    # Requests per second per API key, and how many may come at once after a quiet spell.
+    api_rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    api_rate_burst: Annotated[int, msgspec.Meta(ge=1)] = 40
 
 
 class IngestSettings(ServiceSettings, frozen=True, kw_only=True):

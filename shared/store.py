@@ -25,6 +25,7 @@ class Collections:
     TEMPLATES = "templates"
     CALLBACKS = "callbacks"
     DEAD_LETTERS = "dead_letters"
+    API_KEYS = "api_keys"
 
 
 class Store:
@@ -64,6 +65,10 @@ class Store:
     @property
     def dead_letters(self) -> AsyncCollection[Document]:
         return self.db[Collections.DEAD_LETTERS]
+
+    @property
+    def api_keys(self) -> AsyncCollection[Document]:
+        return self.db[Collections.API_KEYS]
 
     async def close(self) -> None:
         await self.client.close()

@@ -4,24 +4,72 @@
         print(platform.gateway_url)
 
 What ``email-platform up`` runs, and what the end-to-end tests start.
+
+Every start makes a fresh admin, live API key of the tenant ``local`` (``platform.api_key``)
+and revokes the one the previous start made: only its hash is stored, so a key that was not
+written down is lost, and a fresh one costs nothing. A platform that started its own stack
+writes the key into ``stack.json`` as ``api_key`` (readable by its owner only), where the
+CLI finds it; keys made with ``email-platform keys create`` are left alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Final
 
 import httpx
+import msgspec
 
+from shared.api_keys import create_key, list_keys, revoke_key
+from shared.indexes import ensure_indexes
+from shared.settings import ServiceSettings, load_settings
+from shared.store import connect_store
 from stack.launcher import Stack, StackInfo
 from stack.processes import ProcessGroup
 
-__all__ = ["SERVICES", "Platform"]
+__all__ = ["LOCAL_TENANT", "SERVICES", "Platform", "read_api_key"]
 
 SERVICES = ("gateway", "ingest", "scheduler", "sender", "tracker")
+LOCAL_TENANT: Final = "local"
+_LOCAL_LABEL: Final = "made by email-platform up"
+
+
+class _LocalKey(msgspec.Struct, frozen=True):
+    api_key: str | None = None
+
+
+def read_api_key(info_path: Path) -> str | None:
+    """The local key a running platform wrote into its ``stack.json``, if any."""
+    return msgspec.json.decode(info_path.read_bytes(), type=_LocalKey).api_key
+
+
+def _record_api_key(info_path: Path, key: str) -> None:
+    info: dict[str, Any] = msgspec.json.decode(info_path.read_bytes())
+    staged = info_path.with_suffix(".json.tmp")
+    staged.unlink(missing_ok=True)
+    # Created readable by its owner only: it holds a key.
+    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(msgspec.json.encode({**info, "api_key": key}))
+    staged.replace(info_path)
+
+
+async def _renew_local_key(settings: ServiceSettings) -> str:
+    store = await connect_store(settings.mongodb_uri, settings.mongodb_db)
+    try:
+        await ensure_indexes(store.db)
+        for old in await list_keys(store, LOCAL_TENANT):
+            if old.label == _LOCAL_LABEL and old.revoked_at is None:
+                await revoke_key(store, old.key_id)
+        key, _ = await create_key(store, tenant=LOCAL_TENANT, admin=True, label=_LOCAL_LABEL)
+    finally:
+        await store.close()
+    return key
 
 
 class Platform:
@@ -51,6 +99,7 @@ class Platform:
         self.processes = ProcessGroup(self.root / "services")
         self.replicas = dict.fromkeys(SERVICES, 1) | dict(replicas or {})
         self.service_env = dict(service_env or {})
+        self.api_key: str | None = None
 
     @property
     def gateway_url(self) -> str:
@@ -81,6 +130,12 @@ class Platform:
                 "LOG_FORMAT": "json",
                 **self.service_env,
             }
+            # In a thread of its own: the caller may own an event loop (the tests do).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                settings = load_settings(ServiceSettings, env)
+                self.api_key = pool.submit(asyncio.run, _renew_local_key(settings)).result()
+            if self.stack is not None:
+                _record_api_key(self.stack.info_path, self.api_key)
             for name in SERVICES:
                 for index in range(self.replicas[name]):
                     self.processes.start(

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.api_keys import KeyMode, create_key
 from shared.service import Runtime, open_runtime
 from shared.settings import ServiceSettings, load_settings
+from shared.store import Store
 from stack.launcher import Stack, StackInfo
 from stack.processes import free_port
 
@@ -36,6 +38,14 @@ def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 def settings_for(info: StackInfo, db: str, **extra: str) -> dict[str, str]:
     """The environment a service would get on this stack, with its own database."""
     return {**info.env(), "MONGODB_DB": db, "LOG_FORMAT": "console", **extra}
+
+
+async def issue_key(
+    store: Store, tenant: str, *, mode: KeyMode = KeyMode.LIVE, admin: bool = False
+) -> str:
+    """A new API key of ``tenant`` in ``store``'s database, as a client would hold it."""
+    key, _ = await create_key(store, tenant=tenant, mode=mode, admin=admin)
+    return key
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 ``create_app(settings)`` opens its clients in the lifespan (NATS + topology, the store +
 indexes, S3) and closes them on shutdown; ``create_app(settings, deps)`` uses clients the
-caller already opened and owns (tests do this).
+caller already opened and owns (tests do this). Everything under ``API_PREFIX`` needs an API
+key (``auth``); the probes and the schema do not.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
+from services.gateway.auth import SECURITY_SCHEME, ApiKeyAuth
 from services.gateway.deps import GatewayDeps, open_deps, provide_deps, provide_settings
 from services.gateway.errors import exception_handlers
 from services.gateway.health import HealthController
+from services.gateway.keys import KeyController
 from services.gateway.templates import TemplateController
-from services.gateway.tenant import provide_tenant
+from services.gateway.tenant import provide_caller, provide_tenant
 from services.gateway.transactions import TransactionController
 from shared.settings import GatewaySettings
 
@@ -45,13 +49,19 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
     state = State({"settings": settings})
     if deps is not None:
         state.deps = deps
-    api = Router(path=API_PREFIX, route_handlers=[TemplateController, TransactionController])
+    api = Router(
+        path=API_PREFIX,
+        route_handlers=[TemplateController, TransactionController, KeyController],
+        middleware=[ApiKeyAuth(settings)],
+        security=[{SECURITY_SCHEME: []}],
+    )
     return Litestar(
         route_handlers=[api, HealthController],
         dependencies={
             "deps": Provide(provide_deps, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "tenant": Provide(provide_tenant, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
         },
         state=state,
         lifespan=[] if deps is not None else [_lifespan(settings)],
@@ -61,6 +71,15 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
             version="1.0.0",
             description="Submit email campaigns and follow their delivery.",
             path="/schema",
+            components=Components(
+                security_schemes={
+                    SECURITY_SCHEME: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key: `Authorization: Bearer ep_live_...`.",
+                    )
+                }
+            ),
             render_plugins=[SwaggerRenderPlugin()],
         ),
         # Errors are logged by the exception handlers, through structlog.

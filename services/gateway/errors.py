@@ -41,6 +41,9 @@ class Code(StrEnum):
     """Every error code the API answers with."""
 
     VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
@@ -48,6 +51,7 @@ class Code(StrEnum):
     TEMPLATE_SYNTAX_ERROR = "TEMPLATE_SYNTAX_ERROR"
     TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
     TRANSACTION_NOT_FOUND = "TRANSACTION_NOT_FOUND"
+    KEY_NOT_FOUND = "KEY_NOT_FOUND"
     INVALID_FORM = "INVALID_FORM"
     MISSING_FILE = "MISSING_FILE"
     EMPTY_FILE = "EMPTY_FILE"
@@ -62,6 +66,12 @@ class Code(StrEnum):
 # The HTTP status of each code: one decision, one place.
 _STATUS: Final[dict[Code, int]] = {
     Code.VALIDATION_ERROR: 400,
+    # No usable API key: none, malformed, unknown or revoked (one answer for all four).
+    Code.UNAUTHORIZED: 401,
+    # A valid key that may not do this (an admin endpoint, a non-admin key).
+    Code.FORBIDDEN: 403,
+    # Over the key's request rate; Retry-After says when to come back.
+    Code.RATE_LIMITED: 429,
     Code.NOT_FOUND: 404,
     Code.METHOD_NOT_ALLOWED: 405,
     Code.UNSUPPORTED_MEDIA_TYPE: 415,
@@ -70,6 +80,7 @@ _STATUS: Final[dict[Code, int]] = {
     # A bad field of the request, not a missing resource at the request's URL.
     Code.TEMPLATE_NOT_FOUND: 400,
     Code.TRANSACTION_NOT_FOUND: 404,
+    Code.KEY_NOT_FOUND: 404,
     Code.INVALID_FORM: 400,
     Code.MISSING_FILE: 400,
     Code.EMPTY_FILE: 400,
@@ -84,10 +95,13 @@ _STATUS: Final[dict[Code, int]] = {
 # Litestar's own HTTP exceptions, by status; any other status keeps it and gets the nearest.
 _CODE_OF_STATUS: Final[dict[int, Code]] = {
     400: Code.VALIDATION_ERROR,
+    401: Code.UNAUTHORIZED,
+    403: Code.FORBIDDEN,
     404: Code.NOT_FOUND,
     405: Code.METHOD_NOT_ALLOWED,
     413: Code.PAYLOAD_TOO_LARGE,
     415: Code.UNSUPPORTED_MEDIA_TYPE,
+    429: Code.RATE_LIMITED,
     503: Code.SERVICE_UNAVAILABLE,
 }
 
@@ -112,11 +126,13 @@ class ApiError(Exception):
         *,
         details: dict[str, Any] | None = None,
         status_code: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
         # Only for a code that means different things in different places: TEMPLATE_NOT_FOUND
         # is a bad field (400) in a submission and a missing resource (404) at its own URL.
         self.status_code = status_code or _STATUS[code]
@@ -139,7 +155,9 @@ def _answer(
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorBody]:
-    headers = {"Retry-After": "5"} if exc.code is Code.SERVICE_UNAVAILABLE else None
+    headers = dict(exc.headers)
+    if exc.code is Code.SERVICE_UNAVAILABLE:
+        headers.setdefault("Retry-After", "5")
     return _answer(exc.code, exc.message, exc.details, status_code=exc.status_code, headers=headers)
 
 
@@ -187,11 +205,14 @@ def exception_handlers() -> ExceptionHandlersMap:
 
 
 def error_responses(
-    *codes: Code, overrides: dict[Code, int] | None = None
+    *codes: Code, overrides: dict[Code, int] | None = None, authenticated: bool = True
 ) -> dict[int, ResponseSpec]:
-    """OpenAPI responses for the codes a handler can answer with, grouped by HTTP status."""
+    """OpenAPI responses for the codes a handler can answer with, grouped by HTTP status.
+
+    ``authenticated`` (every ``/api/v1`` handler) adds what the API key check answers."""
     by_status: dict[int, list[str]] = {}
-    for code in (*codes, Code.SERVICE_UNAVAILABLE, Code.INTERNAL_ERROR):
+    checks = (Code.UNAUTHORIZED, Code.RATE_LIMITED) if authenticated else ()
+    for code in (*codes, *checks, Code.SERVICE_UNAVAILABLE, Code.INTERNAL_ERROR):
         names = by_status.setdefault((overrides or {}).get(code, _STATUS[code]), [])
         if code not in names:
             names.append(code)

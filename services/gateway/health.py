@@ -33,7 +33,7 @@ class HealthController(Controller):
     @get(
         "/ready",
         summary="Readiness probe: NATS connected and the store answering",
-        responses=error_responses(),
+        responses=error_responses(authenticated=False),
     )
     async def ready(self, deps: Deps) -> Response[Readiness | ErrorBody]:
         checks = {

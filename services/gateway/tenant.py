@@ -1,24 +1,30 @@
-"""Whose data a request sees.
+"""Whose data a request sees: the tenant of the API key that ``auth`` authenticated.
 
-There is no authentication yet, so every request acts for ``DEFAULT_TENANT``. Handlers take
-the tenant as the ``tenant`` dependency and pass it down to every read and write, so adding
-API keys later means replacing ``provide_tenant`` and nothing else.
+Handlers take the tenant as the ``tenant`` dependency and pass it down to every read and
+write; every read of a record filters by it, so another tenant's id answers exactly like a
+missing one. ``caller`` is the whole key (its mode, its admin flag).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, cast
 
+from litestar import Request
 from litestar.di import NamedDependency
 
-__all__ = ["DEFAULT_TENANT", "Tenant", "provide_tenant"]
+from shared.api_keys import ApiKey
 
-DEFAULT_TENANT: Final = "default"
+__all__ = ["Caller", "Tenant", "provide_caller", "provide_tenant"]
 
 
-# How handlers ask for it: ``tenant: Tenant``.
+# How handlers ask for them: ``tenant: Tenant``, ``caller: Caller``.
 Tenant = NamedDependency[str]
+Caller = NamedDependency[ApiKey]
 
 
-def provide_tenant() -> str:
-    return DEFAULT_TENANT
+def provide_caller(request: Request[Any, Any, Any]) -> ApiKey:
+    return cast("ApiKey", request.auth)
+
+
+def provide_tenant(request: Request[Any, Any, Any]) -> str:
+    return provide_caller(request).tenant

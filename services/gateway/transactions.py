@@ -43,7 +43,7 @@ from services.gateway.records import (
     page_transactions,
     utc_now,
 )
-from services.gateway.tenant import Tenant
+from services.gateway.tenant import Caller, Tenant
 from services.gateway.upload import S3Upload
 from services.gateway.views import (
     RowErrorPage,
@@ -322,6 +322,7 @@ class TransactionController(Controller):
         deps: Deps,
         settings: Settings,
         tenant: Tenant,
+        caller: Caller,
     ) -> TransactionAccepted:
         announced = request.content_length
         if announced is not None and announced > settings.max_upload_bytes + _FORM_OVERHEAD:
@@ -346,6 +347,7 @@ class TransactionController(Controller):
                 callback_url=submission.callback_url,
                 send_at=submission.send_at,
                 status_history=[entry],
+                mode=caller.mode,
                 created_at=now,
                 updated_at=now,
             )

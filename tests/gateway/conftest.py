@@ -6,7 +6,8 @@ the app under ``AsyncTestClient`` opens its clients in its lifespan, as in produ
 the test checks what it did through ``deps``: clients opened on the test's own loop.
 
 Each test gets a fresh database (``db_name``), the streams the gateway publishes to emptied,
-and ``make_client`` to run the app with settings of its own (a tiny upload limit, say).
+an API key of ``TENANT`` (``api_key``) and ``make_client`` to run the app with settings of
+its own (a tiny upload limit, say) and the key it sends (``api_key=None``: none).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from services.gateway.app import create_app
 from services.gateway.deps import GatewayDeps, open_deps
 from shared.settings import GatewaySettings, load_settings
 from stack.launcher import StackInfo
-from tests.conftest import settings_for
+from tests.conftest import issue_key, settings_for
 
 GATEWAY_STREAMS = ("TX_ACCEPTED", "TX_STATUS")
+# The tenant whose key ``client`` sends.
+TENANT = "acme"
+_OWN_KEY = object()
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient[Litestar]]]
 
@@ -53,15 +57,35 @@ async def deps(gateway_settings: GatewaySettings) -> AsyncIterator[GatewayDeps]:
 
 
 @pytest.fixture
-def make_client(gateway_settings: GatewaySettings, deps: GatewayDeps) -> ClientFactory:
+async def api_key(deps: GatewayDeps) -> str:
+    """A live, non-admin key of ``TENANT``."""
+    return await issue_key(deps.store, TENANT)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def make_client(
+    gateway_settings: GatewaySettings, deps: GatewayDeps, api_key: str
+) -> ClientFactory:
     # ``deps`` first: it purges the streams and drops the database after the app is gone.
-    """``async with make_client(max_upload_bytes=10) as client``: the app with overrides."""
+    """``async with make_client(max_upload_bytes=10) as client``: the app with overrides,
+    sending ``api_key`` unless told another key (``api_key="..."``) or none (``None``)."""
 
     @asynccontextmanager
-    async def open_client(**overrides: Any) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async def open_client(
+        api_key: Any = _OWN_KEY, **overrides: Any
+    ) -> AsyncIterator[AsyncTestClient[Litestar]]:
         settings = msgspec.structs.replace(gateway_settings, **overrides)
         async with AsyncTestClient(create_app(settings)) as client:
+            key = own_key if api_key is _OWN_KEY else api_key
+            if key is not None:
+                client.headers.update(bearer(key))
             yield client
+
+    own_key = api_key
 
     return open_client
 

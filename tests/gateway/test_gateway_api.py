@@ -24,7 +24,7 @@ from shared.events import TxAccepted, TxStatusChanged
 from shared.settings import GatewaySettings
 from shared.status import MessageStatus, TxStatus
 from shared.topology import Subjects
-from tests.gateway.conftest import ClientFactory
+from tests.gateway.conftest import TENANT, ClientFactory
 
 Client = AsyncTestClient[Litestar]
 
@@ -63,10 +63,10 @@ async def _insert_tx(
 ) -> None:
     tx = Transaction(
         id=tx_id,
-        tenant="default",
+        tenant=TENANT,
         status=status,
         template_id="t",
-        source=S3Location(bucket="b", key=f"uploads/default/{tx_id}.csv"),
+        source=S3Location(bucket="b", key=f"uploads/{TENANT}/{tx_id}.csv"),
         status_history=[StatusEntry(status=TxStatus.ACCEPT, at=at), *kw.pop("history", [])],
         created_at=at,
         updated_at=at,
@@ -146,7 +146,7 @@ async def test_submit_transaction(
     assert body["send_at"] == "2030-01-31T08:00:00Z"
     assert body["size_bytes"] == len(CSV)
 
-    key = upload_key("default", tx_id)
+    key = upload_key(TENANT, tx_id)
     obj = await deps.s3.get_object(Bucket=gateway_settings.s3_bucket, Key=key)
     async with obj["Body"] as stream:
         assert await stream.read() == CSV
@@ -154,7 +154,7 @@ async def test_submit_transaction(
     raw = await deps.store.transactions.find_one({"_id": tx_id})
     assert raw is not None
     assert raw["status"] == "ACCEPT"
-    assert raw["tenant"] == "default"
+    assert raw["tenant"] == TENANT
     assert raw["template_id"] == template_id
     assert raw["source"] == {"bucket": gateway_settings.s3_bucket, "key": key}
     assert [entry["status"] for entry in raw["status_history"]] == ["ACCEPT"]
@@ -185,7 +185,7 @@ async def test_submit_streams_parts(
     assert response.status_code == 202, response.text
     obj = await deps.s3.get_object(
         Bucket=gateway_settings.s3_bucket,
-        Key=upload_key("default", response.json()["transaction_id"]),
+        Key=upload_key(TENANT, response.json()["transaction_id"]),
     )
     async with obj["Body"] as stream:
         assert await stream.read() == body
@@ -203,7 +203,7 @@ async def test_oversized_upload(
     listed = await deps.s3.list_objects_v2(Bucket=gateway_settings.s3_bucket, Prefix="uploads/")
     keys = [o["Key"] for o in listed.get("Contents", [])]
     uploads = await deps.s3.list_multipart_uploads(Bucket=gateway_settings.s3_bucket)
-    assert all("default/" not in k or k.endswith(".csv") for k in keys)
+    assert all(f"{TENANT}/" not in k or k.endswith(".csv") for k in keys)
     assert uploads.get("Uploads", []) == []
 
 

@@ -15,18 +15,25 @@ from services.gateway.app import create_app
 from services.gateway.deps import GatewayDeps
 from shared.broker import connect_broker
 from shared.settings import GatewaySettings
+from tests.gateway.conftest import bearer
 
 
 @asynccontextmanager
-async def _client(settings: GatewaySettings, deps: GatewayDeps) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    settings: GatewaySettings, deps: GatewayDeps, key: str
+) -> AsyncIterator[httpx.AsyncClient]:
     # httpx and Litestar spell the ASGI callable's types differently; it is the same protocol.
     transport = httpx.ASGITransport(app=create_app(settings, deps))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway", headers=bearer(key)
+    ) as client:
         yield client
 
 
-async def test_app_on_open_clients(gateway_settings: GatewaySettings, deps: GatewayDeps) -> None:
-    async with _client(gateway_settings, deps) as client:
+async def test_app_on_open_clients(
+    gateway_settings: GatewaySettings, deps: GatewayDeps, api_key: str
+) -> None:
+    async with _client(gateway_settings, deps, api_key) as client:
         assert (await client.get("/health/ready")).json()["checks"] == {"nats": True, "store": True}
         created = await client.post(
             "/api/v1/templates", json={"name": "n", "subject": "s", "text": "{{ a }}"}
@@ -35,11 +42,13 @@ async def test_app_on_open_clients(gateway_settings: GatewaySettings, deps: Gate
         assert created.json()["placeholders"] == ["a"]
 
 
-async def test_nats_down(gateway_settings: GatewaySettings, deps: GatewayDeps) -> None:
+async def test_nats_down(
+    gateway_settings: GatewaySettings, deps: GatewayDeps, api_key: str
+) -> None:
     broker = await connect_broker(gateway_settings.nats_url, "test-down")
     await broker.nc.close()
     down = GatewayDeps(broker=broker, store=deps.store, s3=deps.s3)
-    async with _client(gateway_settings, down) as client:
+    async with _client(gateway_settings, down, api_key) as client:
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["error"]["code"] == "SERVICE_UNAVAILABLE"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -74,7 +75,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def client(platform: Platform) -> Iterator[PlatformClient]:
-    with PlatformClient(platform.gateway_url) as c:
+    assert platform.api_key is not None
+    with PlatformClient(platform.gateway_url, api_key=platform.api_key) as c:
         yield c
 
 
@@ -194,8 +196,23 @@ def test_scheduled_campaign_waits_for_send_at(
     assert all(datetime.fromisoformat(s["timestamp"]) >= send_at for s in sends)
 
 
+def test_the_platform_made_a_local_admin_key(platform: Platform) -> None:
+    assert platform.api_key is not None
+    assert platform.api_key.startswith("ep_live_")
+    listed = httpx.get(
+        f"{platform.gateway_url}/api/v1/admin/keys",
+        headers={"Authorization": f"Bearer {platform.api_key}"},
+        timeout=10,
+    )
+    assert listed.status_code == 200, listed.text
+    active = [k for k in listed.json()["items"] if k["revoked_at"] is None]
+    assert [(k["tenant"], k["mode"], k["admin"]) for k in active] == [("local", "live", True)]
+    assert platform.api_key.startswith(active[0]["prefix"])
+
+
 def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path) -> None:
     cli = Path(sys.executable).parent / "email-platform"
+    assert platform.api_key is not None
     sent = subprocess.run(
         [
             str(cli),
@@ -207,6 +224,8 @@ def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path
             "--wait",
             "--gateway",
             platform.gateway_url,
+            "--api-key",
+            platform.api_key,
         ],
         capture_output=True,
         text=True,
@@ -219,18 +238,28 @@ def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path
     assert "row 8: INVALID_EMAIL" in sent.stdout
     tx_id = sent.stdout.split("Transaction ")[1].split()[0]
 
+    # The key from the environment this time.
     shown = subprocess.run(
         [str(cli), "status", tx_id, "--gateway", platform.gateway_url],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env={**os.environ, "EMAIL_PLATFORM_API_KEY": platform.api_key},
     )
     assert shown.returncode == 0, shown.stderr
     assert f"{tx_id}: COMPLETED 14/14 (100.0%)" in shown.stdout
 
     missing = subprocess.run(
-        [str(cli), "status", "no-such-id", "--gateway", platform.gateway_url],
+        [
+            str(cli),
+            "status",
+            "no-such-id",
+            "--gateway",
+            platform.gateway_url,
+            "--api-key",
+            platform.api_key,
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -238,3 +267,13 @@ def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path
     )
     assert missing.returncode == 1
     assert "TRANSACTION_NOT_FOUND" in missing.stdout
+
+    unknown = subprocess.run(
+        [str(cli), "status", tx_id, "--gateway", platform.gateway_url, "--api-key", "ep_live_x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert unknown.returncode == 1
+    assert "UNAUTHORIZED" in unknown.stdout
