@@ -36,7 +36,7 @@ from shared.template import CompiledTemplate, compile_template
 from shared.topology import CONSUMERS
 from shared.transitions import move_message, transition_tx
 
-__all__ = ["SenderActor"]
+__all__ = ["SenderActor", "simulator_address"]
 
 log = structlog.get_logger("sender")
 
@@ -70,7 +70,8 @@ class SenderActor(Actor[SendBatch]):
             return
         template = await self._template(tx.template_id)
         claimed = await self._claim(tx.id, event.batch)
-        results = await asyncio.gather(*(self._send(m, template) for m in claimed))
+        test_mode = tx.mode == "test"
+        results = await asyncio.gather(*(self._send(m, template, test_mode) for m in claimed))
         outcomes = [outcome for outcome, _ in results]
         total: Counter[str] = Counter()
         for _, moves in results:
@@ -134,14 +135,17 @@ class SenderActor(Actor[SendBatch]):
         # Each claimed message now carries this attempt's id; results are guarded by it.
         return [replace(m, status=M.SENDING, attempt_id=attempt_id) for m in won]
 
-    async def _send(self, m: Message, template: CompiledTemplate) -> tuple[str, Counter[str]]:
+    async def _send(
+        self, m: Message, template: CompiledTemplate, test_mode: bool
+    ) -> tuple[str, Counter[str]]:
         """Send one claimed message; returns "sent", "failed" or "retry" and the counter
         changes it made."""
         moves: Counter[str] = Counter()
         try:
             mail = template.render({**m.data, "email": m.email})
             async with self.limiter:
-                ses_id = await self.ses.send(m.email, mail, _tags(m))
+                to = simulator_address(m.email) if test_mode else m.email
+                ses_id = await self.ses.send(to, mail, _tags(m))
         except (TemplateError, SesRejected) as e:
             code = e.code if isinstance(e, SesRejected) else "TEMPLATE_RENDER_ERROR"
             error = {"code": code, "message": str(e), "at": datetime.now(UTC)}
@@ -202,3 +206,18 @@ def _tags(m: Message) -> dict[str, str]:
         "transaction_id": m.transaction_id,
         "row": str(m.row),
     }
+
+
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
+
+
+def simulator_address(email: str) -> str:
+    """Where a test-mode message goes: SES's mailbox simulator, never a real mailbox.
+
+    A simulator address keeps its scenario (``bounce@``, ``complaint+x@``...); any other
+    address becomes ``success@``: the whole pipeline runs, with SES's own events, and no
+    mail reaches a person.
+    """
+    if email.rpartition("@")[2].lower() == SIMULATOR_DOMAIN:
+        return email
+    return f"success@{SIMULATOR_DOMAIN}"

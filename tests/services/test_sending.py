@@ -57,7 +57,11 @@ async def sim(stack_info: StackInfo) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def ready_transaction(
-    rt: Runtime, rows: dict[int, str], *, html: str = "<p>Hi {{ name }}</p>"
+    rt: Runtime,
+    rows: dict[int, str],
+    *,
+    html: str = "<p>Hi {{ name }}</p>",
+    mode: str = "live",
 ) -> Transaction:
     """A transaction as the scheduler leaves it: READY_TO_SEND, one batch of messages."""
     now = datetime.now(UTC)
@@ -81,6 +85,7 @@ async def ready_transaction(
         batches=1,
         counters={"total": len(rows), "invalid": 0, "dispatched": 0, "ready_to_send": len(rows)},
         status_history=[StatusEntry(status=TxStatus.READY_TO_SEND, at=now)],
+        mode=mode,
         created_at=now,
         updated_at=now,
     )
@@ -229,3 +234,26 @@ def _client_error(code: str, status: int, message: str = "m") -> ClientError:
 def test_ses_errors_are_sorted_by_what_to_do(code: str, status: int, kind: type[Exception]) -> None:
     error = classify(_client_error(code, status))
     assert type(error) is kind
+
+
+async def test_a_test_mode_transaction_reaches_only_the_mailbox_simulator(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    rows = {2: "ada@example.org", 3: "bounce+x@simulator.amazonses.com"}
+    tx = await ready_transaction(runtime, rows, mode="test")
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    sent = {row: (await sends(sim, f"{tx.id}-{row}"))[0]["destination"] for row in rows}
+    assert sent == {
+        2: ["success@simulator.amazonses.com"],
+        3: ["bounce+x@simulator.amazonses.com"],
+    }
+
+
+async def test_a_live_transaction_goes_to_the_real_address(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    tx = await ready_transaction(runtime, {2: "ada@example.org"})
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    assert (await sends(sim, f"{tx.id}-2"))[0]["destination"] == ["ada@example.org"]
