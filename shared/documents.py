@@ -11,12 +11,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.status import MessageStatus, TxStatus
+from shared.status import IdempotencyState, MessageStatus, TxStatus
 
 __all__ = [
     "Batch",
     "CallbackAttempt",
     "DeadLetter",
+    "IdempotencyRecord",
     "Message",
     "RowError",
     "S3Location",
@@ -59,6 +60,8 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     batches: int = 0
     # While ingest reads the file: how many valid and invalid rows it has read so far.
     ingest_progress: dict[str, int] = {}
+    # The file's header row as written (not normalized), set by ingest once it reads it.
+    columns: list[str] = []
     status_history: list[StatusEntry] = []
     stats: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
@@ -113,6 +116,8 @@ class StoredRowError(msgspec.Struct, frozen=True, kw_only=True):
     id: str = msgspec.field(name="_id")
     transaction_id: str
     error: RowError
+    # The row's fields as they were in the file, so the row can be fixed and resubmitted.
+    fields: list[str] = []
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,6 +161,25 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     payload: str
     error: str
     at: datetime
+
+
+class IdempotencyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A submission's ``Idempotency-Key``, claimed before its transaction is recorded.
+
+    ``_id`` is ``<tenant>:<key>``: inserting it is the claim, and a second claim of the same
+    key fails on the unique ``_id``. ``response`` is the 202 answer, replayed as it was.
+    """
+
+    id: str = msgspec.field(name="_id")
+    tenant: str
+    state: IdempotencyState
+    # sha256 of the request: its fields and its file's content (or the S3 object's ETag).
+    fingerprint: str
+    transaction_id: str
+    response: dict[str, Any]
+    created_at: datetime
+    # The TTL index removes the record after this.
+    expires_at: datetime
 
 
 def to_document(doc: msgspec.Struct) -> dict[str, Any]:

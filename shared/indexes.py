@@ -29,6 +29,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("transaction_id", ASCENDING), ("error.row", ASCENDING)], name="transaction_row"
         ),
+        # ``?code=`` on the errors endpoints: one code's errors, by row.
+        IndexModel(
+            [("transaction_id", ASCENDING), ("error.code", ASCENDING), ("error.row", ASCENDING)],
+            name="transaction_code_row",
+        ),
     ],
     Collections.TEMPLATES: [
         IndexModel([("tenant", ASCENDING), ("created_at", DESCENDING)], name="tenant_newest"),
@@ -43,6 +48,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.API_KEYS: [
         IndexModel([("key_id", ASCENDING)], name="key_id", unique=True),
         IndexModel([("tenant", ASCENDING), ("created_at", DESCENDING)], name="tenant_newest"),
+    ],
+    # ``_id`` is "<tenant>:<key>", which makes a key unique per tenant. A record is removed
+    # once past its ``expires_at`` (the store's TTL sweep runs about once a minute).
+    Collections.IDEMPOTENCY_KEYS: [
+        IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0),
     ],
 }
 

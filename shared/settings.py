@@ -54,10 +54,21 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     # Requests per second per API key, and how many may come at once after a quiet spell.
     api_rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 20.0
     api_rate_burst: Annotated[int, msgspec.Meta(ge=1)] = 40
+    # How long a submission waits for another one holding its Idempotency-Key to finish
+    # before answering 409 IDEMPOTENCY_KEY_IN_USE.
+    idempotency_wait_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
 
 class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    # The limits of one file. Rows are data rows (not the header, not blank lines); past
+    # max_rows the file fails TOO_MANY_ROWS, a header wider than max_columns fails it
+    # TOO_MANY_COLUMNS, and a field longer than max_field_chars makes its row a
+    # FIELD_TOO_LONG row error. Python's csv module refuses fields over 131,072 characters
+    # itself, so a larger max_field_chars could never apply.
+    max_rows: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    max_columns: Annotated[int, msgspec.Meta(ge=1)] = 100
+    max_field_chars: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 10_000
 
 
 class SchedulerSettings(ServiceSettings, frozen=True, kw_only=True):

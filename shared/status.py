@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FINAL_MESSAGE_STATUSES", "FINAL_TX_STATUSES", "MessageStatus", "TxStatus"]
+__all__ = [
+    "FINAL_MESSAGE_STATUSES",
+    "FINAL_TX_STATUSES",
+    "IdempotencyState",
+    "MessageStatus",
+    "TxStatus",
+]
 
 
 class TxStatus(StrEnum):
@@ -30,6 +36,14 @@ class MessageStatus(StrEnum):
     SUPPRESSED = "SUPPRESSED"
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
+
+
+class IdempotencyState(StrEnum):
+    """An ``Idempotency-Key``: claimed by a submission, then done once its transaction is
+    recorded and announced."""
+
+    PENDING = "PENDING"
+    DONE = "DONE"
 
 
 FINAL_TX_STATUSES = frozenset({TxStatus.COMPLETED, TxStatus.FAILED, TxStatus.CANCELLED})

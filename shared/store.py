@@ -26,6 +26,7 @@ class Collections:
     CALLBACKS = "callbacks"
     DEAD_LETTERS = "dead_letters"
     API_KEYS = "api_keys"
+    IDEMPOTENCY_KEYS = "idempotency_keys"
 
 
 class Store:
@@ -69,6 +70,10 @@ class Store:
     @property
     def api_keys(self) -> AsyncCollection[Document]:
         return self.db[Collections.API_KEYS]
+
+    @property
+    def idempotency_keys(self) -> AsyncCollection[Document]:
+        return self.db[Collections.IDEMPOTENCY_KEYS]
 
     async def close(self) -> None:
         await self.client.close()

@@ -58,6 +58,12 @@ class Code(StrEnum):
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     INVALID_CALLBACK_URL = "INVALID_CALLBACK_URL"
     INVALID_SEND_AT = "INVALID_SEND_AT"
+    INVALID_METADATA = "INVALID_METADATA"
+    SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
+    SOURCE_NOT_ALLOWED = "SOURCE_NOT_ALLOWED"
+    INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
     INVALID_CURSOR = "INVALID_CURSOR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -87,6 +93,15 @@ _STATUS: Final[dict[Code, int]] = {
     Code.FILE_TOO_LARGE: 413,
     Code.INVALID_CALLBACK_URL: 400,
     Code.INVALID_SEND_AT: 400,
+    Code.INVALID_METADATA: 400,
+    # source.s3_uri: no such object; an object outside the tenant's prefix of our bucket.
+    Code.SOURCE_NOT_FOUND: 400,
+    Code.SOURCE_NOT_ALLOWED: 400,
+    Code.INVALID_IDEMPOTENCY_KEY: 400,
+    # The key was used with a different request (fields or file).
+    Code.IDEMPOTENCY_KEY_REUSED: 409,
+    # The key's first request is still being processed; Retry-After says when to try again.
+    Code.IDEMPOTENCY_KEY_IN_USE: 409,
     Code.INVALID_CURSOR: 400,
     Code.SERVICE_UNAVAILABLE: 503,
     Code.INTERNAL_ERROR: 500,

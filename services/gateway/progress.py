@@ -1,10 +1,16 @@
 """A transaction's progress and estimated completion: a pure function of the record.
 
-``total_messages`` is the ``total`` counter; ``processed_messages`` sums the counters of
-the final message statuses. The estimate extrapolates linearly: the messages processed
-since the transaction became READY_TO_SEND, at the rate they were processed, leave the
-rest to go at that rate. There is no estimate before anything is processed, nor once the
-transaction is final.
+While ingest reads the file (PROCESSING, before the ``total`` counter is set), the file's
+size in rows is not known yet, and the numbers follow ingest, batch by batch, from its
+``ingest_progress``: ``total_messages`` is the rows read so far (valid and invalid) and
+``processed_messages`` the rows that have become messages so far; ``percentage`` stays 0,
+since sending has not begun, and there is no estimate.
+
+From then on ``total_messages`` is the ``total`` counter and ``processed_messages`` sums
+the counters of the final message statuses (so it starts again from 0 when ingest hands
+over). The estimate extrapolates linearly: the messages processed since the transaction
+became READY_TO_SEND, at the rate they were processed, leave the rest to go at that rate.
+There is no estimate before anything is processed, nor once the transaction is final.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ _FINAL_KEYS = tuple(sorted(status.lower() for status in FINAL_MESSAGE_STATUSES))
 
 
 def compute_progress(tx: Transaction, now: datetime) -> TransactionProgress:
+    if tx.status is TxStatus.PROCESSING and "total" not in tx.counters:
+        return _ingesting(tx)
     total = tx.counters.get("total", 0)
     processed = sum(tx.counters.get(key, 0) for key in _FINAL_KEYS)
     if tx.status is TxStatus.COMPLETED:
@@ -51,6 +59,20 @@ def compute_progress(tx: Transaction, now: datetime) -> TransactionProgress:
             total_messages=total, processed_messages=processed, percentage=percentage
         ),
         estimated_completion=_estimate(tx, total, processed, now),
+    )
+
+
+def _ingesting(tx: Transaction) -> TransactionProgress:
+    stored = tx.ingest_progress.get("valid", 0)
+    return TransactionProgress(
+        transaction_id=tx.id,
+        status=tx.status,
+        progress=Progress(
+            total_messages=stored + tx.ingest_progress.get("invalid", 0),
+            processed_messages=stored,
+            percentage=0.0,
+        ),
+        estimated_completion=None,
     )
 
 

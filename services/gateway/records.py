@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import ConnectionFailure, PyMongoError, WTimeoutError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError, WTimeoutError
 
 from shared.documents import (
+    IdempotencyRecord,
     StoredRowError,
     Template,
     Transaction,
@@ -25,10 +26,14 @@ from shared.documents import (
     to_document,
 )
 from shared.errors import StoreUnavailable
-from shared.status import TxStatus
+from shared.status import IdempotencyState, TxStatus
 from shared.store import Store
 
 __all__ = [
+    "claim_idempotency_key",
+    "complete_idempotency_key",
+    "drop_expired_idempotency_key",
+    "find_idempotency_key",
     "find_template",
     "find_transaction",
     "insert_template",
@@ -36,6 +41,7 @@ __all__ = [
     "page_row_errors",
     "page_transactions",
     "ping_store",
+    "release_idempotency_key",
     "utc_now",
 ]
 
@@ -76,6 +82,49 @@ async def find_transaction(store: Store, tenant: str, transaction_id: str) -> Tr
     with _reachable("find transaction"):
         raw = await store.transactions.find_one({"_id": transaction_id, "tenant": tenant})
     return None if raw is None else from_document(raw, Transaction)
+
+
+async def claim_idempotency_key(store: Store, record: IdempotencyRecord) -> bool:
+    """Insert the record; False when its ``_id`` (tenant and key) is already there."""
+    with _reachable("claim idempotency key"):
+        try:
+            await store.idempotency_keys.insert_one(to_document(record))
+        except DuplicateKeyError:
+            return False
+    return True
+
+
+async def find_idempotency_key(store: Store, record_id: str) -> IdempotencyRecord | None:
+    with _reachable("find idempotency key"):
+        raw = await store.idempotency_keys.find_one({"_id": record_id})
+    return None if raw is None else from_document(raw, IdempotencyRecord)
+
+
+async def complete_idempotency_key(store: Store, record_id: str, transaction_id: str) -> None:
+    """PENDING -> DONE, only while the claim is still the one for ``transaction_id``."""
+    with _reachable("complete idempotency key"):
+        await store.idempotency_keys.update_one(
+            {"_id": record_id, "transaction_id": transaction_id},
+            {"$set": {"state": IdempotencyState.DONE}},
+        )
+
+
+async def release_idempotency_key(store: Store, record_id: str, transaction_id: str) -> None:
+    """Remove a claim still PENDING for ``transaction_id``: its transaction was never made."""
+    with _reachable("release idempotency key"):
+        await store.idempotency_keys.delete_one(
+            {
+                "_id": record_id,
+                "transaction_id": transaction_id,
+                "state": IdempotencyState.PENDING,
+            }
+        )
+
+
+async def drop_expired_idempotency_key(store: Store, record_id: str, now: datetime) -> None:
+    """Remove a record past its ``expires_at`` that the TTL sweep has not reached yet."""
+    with _reachable("drop expired idempotency key"):
+        await store.idempotency_keys.delete_one({"_id": record_id, "expires_at": {"$lte": now}})
 
 
 async def page_transactions(
@@ -119,9 +168,13 @@ async def page_row_errors(
     *,
     after: tuple[int, str] | None,
     limit: int,
+    code: str | None = None,
 ) -> list[StoredRowError]:
-    """Up to ``limit`` row errors of a transaction by (row, _id), after ``after``."""
+    """Up to ``limit`` row errors of a transaction by (row, _id), after ``after``; only
+    those of ``code`` when given."""
     base: dict[str, Any] = {"transaction_id": transaction_id}
+    if code is not None:
+        base["error.code"] = code
     order = [("error.row", ASCENDING), ("_id", ASCENDING)]
     queries: list[dict[str, Any]]
     if after is None:

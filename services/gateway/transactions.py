@@ -5,6 +5,10 @@ then records the transaction in ACCEPT and announces it: the status event on
 ``email.tx.status.ACCEPT`` and ``TxAccepted`` on ``email.tx.accepted`` for ingest. Both
 publishes carry business-key message ids, so a later re-publish of a stuck ACCEPT is
 deduplicated by the server.
+
+A JSON body names a file already in the bucket instead (``source``); an
+``Idempotency-Key`` makes a retried submission answer with the first one's transaction
+(see ``idempotency``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 import structlog
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIMediaType,
@@ -27,13 +32,23 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import FromPath, QueryParameter
-from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from services.gateway import idempotency
 from services.gateway.cursor import RowPosition, TimePosition, decode_cursor, encode_cursor
 from services.gateway.deps import Deps, GatewayDeps, Settings
 from services.gateway.errors import ApiError, Code, error_responses
+from services.gateway.exports import row_errors_csv
 from services.gateway.form import FieldRead, FileData, FileEnded, FileStarted, read_form
+from services.gateway.metadata import (
+    MAX_KEY_CHARS,
+    MAX_KEYS,
+    MAX_VALUE_CHARS,
+    check_metadata,
+    parse_metadata,
+)
 from services.gateway.progress import TransactionProgress, compute_progress
 from services.gateway.records import (
     find_template,
@@ -43,6 +58,7 @@ from services.gateway.records import (
     page_transactions,
     utc_now,
 )
+from services.gateway.source import find_source, tenant_prefix
 from services.gateway.tenant import Caller, Tenant
 from services.gateway.upload import S3Upload
 from services.gateway.views import (
@@ -55,8 +71,15 @@ from services.gateway.views import (
     transaction_view,
 )
 from shared.broker import Broker
-from shared.documents import S3Location, StatusEntry, Template, Transaction
-from shared.errors import BrokerUnavailable
+from shared.documents import (
+    S3Location,
+    StatusEntry,
+    Template,
+    Transaction,
+    from_document,
+    to_document,
+)
+from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.events import TxAccepted
 from shared.log import get_logger
 from shared.settings import GatewaySettings
@@ -69,9 +92,13 @@ __all__ = ["TransactionController", "upload_key"]
 log = get_logger("gateway.transactions")
 
 FILE_FIELD: Final = "file"
-_TEXT_FIELDS: Final = frozenset({"template_id", "callback_url", "send_at"})
+_TEXT_FIELDS: Final = frozenset({"template_id", "callback_url", "send_at", "metadata"})
 # Room for the form's text fields, part headers and boundaries around the file.
 _FORM_OVERHEAD: Final = 64 * 1024
+# A JSON submission carries no file: its fields, metadata at most ~30 KiB of them.
+_MAX_JSON_BYTES: Final = 64 * 1024
+_JSON: Final = "application/json"
+_MULTIPART: Final = "multipart/form-data"
 _MAX_URL_CHARS: Final = 2048
 _DEFAULT_LIMIT: Final = 50
 _MAX_LIMIT: Final = 200
@@ -82,18 +109,97 @@ Cursor = Annotated[
     QueryParameter(description="`next_cursor` of the previous page.", max_length=512),
 ]
 StatusFilter = Annotated[TxStatus | None, QueryParameter(description="Only this status.")]
+ErrorCodeFilter = Annotated[
+    str | None,
+    QueryParameter(
+        description="Only row errors of this code, e.g. `INVALID_EMAIL`.",
+        max_length=64,
+        pattern=r"^[A-Z_]+$",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name=idempotency.HEADER,
+        required=False,
+        description=(
+            "1-255 printable ASCII characters, unique per request you mean to make once. "
+            "Repeating a submission with the same key and the same request (fields and file "
+            "content, or JSON body and source object) answers 200 with the first answer's "
+            "body and creates nothing; the same key with a different request is 409 "
+            "`IDEMPOTENCY_KEY_REUSED`; while the first is still being processed, 409 "
+            "`IDEMPOTENCY_KEY_IN_USE`. Keys are kept 24 hours, per tenant."
+        ),
+    ),
+]
 
 
 def upload_key(tenant: str, transaction_id: str) -> str:
-    return f"uploads/{tenant}/{transaction_id}.csv"
+    return f"{tenant_prefix(tenant)}{transaction_id}.csv"
 
 
 class _Submission(msgspec.Struct, frozen=True, kw_only=True):
-    """The text fields of a submission, checked."""
+    """The fields of a submission, checked."""
 
     template_id: str
     callback_url: str | None
     send_at: datetime | None
+    metadata: dict[str, str]
+
+
+class _SourceInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    s3_uri: str
+
+
+class _ScheduleInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Text, checked by ``_check_send_at`` like the form's field (INVALID_SEND_AT).
+    send_at: str
+
+
+class _SubmissionInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The JSON body of a submission whose file is already in the bucket."""
+
+    template_id: str
+    source: _SourceInput
+    callback_url: str | None = None
+    schedule: _ScheduleInput | None = None
+    # Any JSON, checked by ``check_metadata`` so that its errors say INVALID_METADATA.
+    metadata: Any = None
+
+
+_SUBMISSION_INPUT: Final = msgspec.json.Decoder(_SubmissionInput)
+
+
+class _SameRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What an Idempotency-Key's fingerprint covers: two submissions are the same request
+    when all of this is equal."""
+
+    submission: _Submission
+    filename: str | None
+    # The form's file: "sha256:<hex>"; a JSON source: "s3://<bucket>/<key>#<ETag>".
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Intake:
+    """A submission received, either way: its checked fields and its file, in S3."""
+
+    submission: _Submission
+    source: S3Location
+    filename: str | None
+    size: int
+    content: str
+    # Our own upload (the form's file), deleted if the submission turns out a duplicate.
+    upload: S3Upload | None
+
+    def fingerprint(self) -> str:
+        return idempotency.fingerprint(
+            _SameRequest(submission=self.submission, filename=self.filename, content=self.content)
+        )
+
+    async def discard(self) -> None:
+        if self.upload is not None:
+            await self.upload.discard()
 
 
 @dataclass
@@ -102,10 +208,65 @@ class _SubmissionOperation(Operation):
 
     def __post_init__(self) -> None:
         text = Schema(type=OpenAPIType.STRING)
+        callback_url = Schema(
+            type=OpenAPIType.STRING,
+            format=OpenAPIFormat.URI,
+            description="http or https URL for status callbacks.",
+        )
+        send_at = Schema(
+            type=OpenAPIType.STRING,
+            format=OpenAPIFormat.DATE_TIME,
+            description="RFC 3339 with a UTC offset; absent = now.",
+        )
+        metadata_rules = (
+            f"at most {MAX_KEYS} keys of 1-{MAX_KEY_CHARS} characters (no '.', no leading "
+            f"'$') to string values of up to {MAX_VALUE_CHARS} characters; stored with the "
+            "transaction and echoed back"
+        )
         self.request_body = RequestBody(
             required=True,
             content={
-                "multipart/form-data": OpenAPIMediaType(
+                _JSON: OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["template_id", "source"],
+                        properties={
+                            "template_id": text,
+                            "source": Schema(
+                                type=OpenAPIType.OBJECT,
+                                required=["s3_uri"],
+                                properties={
+                                    "s3_uri": Schema(
+                                        type=OpenAPIType.STRING,
+                                        description=(
+                                            "A CSV already in the platform's bucket, under "
+                                            "the tenant's prefix: "
+                                            "`s3://<bucket>/uploads/<tenant>/<key>`."
+                                        ),
+                                    )
+                                },
+                                additional_properties=False,
+                            ),
+                            "callback_url": callback_url,
+                            "schedule": Schema(
+                                type=OpenAPIType.OBJECT,
+                                required=["send_at"],
+                                properties={"send_at": send_at},
+                                additional_properties=False,
+                            ),
+                            "metadata": Schema(
+                                type=OpenAPIType.OBJECT,
+                                max_properties=MAX_KEYS,
+                                additional_properties=Schema(
+                                    type=OpenAPIType.STRING, max_length=MAX_VALUE_CHARS
+                                ),
+                                description=f"Free key/values: {metadata_rules}.",
+                            ),
+                        },
+                        additional_properties=False,
+                    )
+                ),
+                _MULTIPART: OpenAPIMediaType(
                     schema=Schema(
                         type=OpenAPIType.OBJECT,
                         required=[FILE_FIELD, "template_id"],
@@ -116,20 +277,16 @@ class _SubmissionOperation(Operation):
                                 description="The recipients: a CSV file with a header row.",
                             ),
                             "template_id": text,
-                            "callback_url": Schema(
+                            "callback_url": callback_url,
+                            "send_at": send_at,
+                            "metadata": Schema(
                                 type=OpenAPIType.STRING,
-                                format=OpenAPIFormat.URI,
-                                description="http or https URL for status callbacks.",
-                            ),
-                            "send_at": Schema(
-                                type=OpenAPIType.STRING,
-                                format=OpenAPIFormat.DATE_TIME,
-                                description="RFC 3339 with a UTC offset; absent = now.",
+                                description=f"A JSON object of free key/values: {metadata_rules}.",
                             ),
                         },
                         additional_properties=False,
                     )
-                )
+                ),
             },
         )
 
@@ -178,11 +335,37 @@ def _check_fields(fields: dict[str, str]) -> _Submission:
         raise _field_error("template_id", "template_id is required")
     callback_url = fields.get("callback_url", "").strip()
     send_at = fields.get("send_at", "").strip()
+    metadata = fields.get("metadata", "").strip()
     return _Submission(
         template_id=template_id,
         callback_url=_check_callback_url(callback_url) if callback_url else None,
         send_at=_check_send_at(send_at) if send_at else None,
+        metadata=parse_metadata(metadata) if metadata else {},
     )
+
+
+def _check_input(body: _SubmissionInput) -> _Submission:
+    template_id = body.template_id.strip()
+    if not template_id:
+        raise _field_error("template_id", "template_id is required")
+    callback_url = (body.callback_url or "").strip()
+    return _Submission(
+        template_id=template_id,
+        callback_url=_check_callback_url(callback_url) if callback_url else None,
+        send_at=None if body.schedule is None else _check_send_at(body.schedule.send_at),
+        metadata={} if body.metadata is None else check_metadata(body.metadata),
+    )
+
+
+async def _require_template(deps: GatewayDeps, tenant: str, template_id: str) -> Template:
+    template = await find_template(deps.store, tenant, template_id)
+    if template is None:
+        raise ApiError(
+            Code.TEMPLATE_NOT_FOUND,
+            f"no template {template_id!r}",
+            details={"field": "template_id", "value": template_id},
+        )
+    return template
 
 
 class _Receiver:
@@ -262,15 +445,152 @@ class _Receiver:
         self.fields[name] = value
 
     async def _find_template(self, submission: _Submission) -> None:
-        if self.template is not None:
-            return
-        self.template = await find_template(self.deps.store, self.tenant, submission.template_id)
         if self.template is None:
-            raise ApiError(
-                Code.TEMPLATE_NOT_FOUND,
-                f"no template {submission.template_id!r}",
-                details={"field": "template_id", "value": submission.template_id},
-            )
+            self.template = await _require_template(self.deps, self.tenant, submission.template_id)
+
+
+def _media_type(request: Request[Any, Any, Any]) -> str:
+    content_type = request.headers.get("content-type") or ""
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type not in {_JSON, _MULTIPART}:
+        raise ApiError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be {_MULTIPART} or {_JSON}",
+            details={"content_type": content_type},
+        )
+    return media_type
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
+        Code.FILE_TOO_LARGE,
+        f"the file is larger than {max_bytes} bytes",
+        details={"max_bytes": max_bytes},
+    )
+
+
+async def _receive_form(
+    request: Request[Any, Any, Any],
+    deps: GatewayDeps,
+    settings: GatewaySettings,
+    tenant: str,
+    transaction_id: str,
+) -> _Intake:
+    announced = request.content_length
+    if announced is not None and announced > settings.max_upload_bytes + _FORM_OVERHEAD:
+        raise _too_large(settings.max_upload_bytes)
+    receiver = _Receiver(deps, settings, tenant, transaction_id)
+    submission = await receiver.receive(request)
+    upload = receiver.upload
+    return _Intake(
+        submission=submission,
+        source=S3Location(bucket=upload.bucket, key=upload.key),
+        filename=receiver.filename,
+        size=upload.size,
+        content=f"sha256:{upload.sha256}",
+        upload=upload,
+    )
+
+
+async def _read_json(request: Request[Any, Any, Any]) -> _SubmissionInput:
+    too_large = ApiError(
+        Code.PAYLOAD_TOO_LARGE,
+        f"a JSON submission is at most {_MAX_JSON_BYTES} bytes",
+        details={"max_bytes": _MAX_JSON_BYTES},
+    )
+    announced = request.content_length
+    if announced is not None and announced > _MAX_JSON_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_JSON_BYTES:
+            raise too_large
+    try:
+        return _SUBMISSION_INPUT.decode(body)
+    except msgspec.ValidationError as e:
+        raise ApiError(Code.VALIDATION_ERROR, f"invalid submission: {e}") from e
+    except msgspec.DecodeError as e:
+        raise ApiError(Code.VALIDATION_ERROR, f"malformed JSON: {e}") from e
+
+
+async def _receive_json(
+    request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
+) -> _Intake:
+    body = await _read_json(request)
+    submission = _check_input(body)
+    await _require_template(deps, tenant, submission.template_id)
+    found = await find_source(
+        deps.s3,
+        body.source.s3_uri,
+        bucket=settings.s3_bucket,
+        tenant=tenant,
+        max_bytes=settings.max_upload_bytes,
+    )
+    location = found.location
+    return _Intake(
+        submission=submission,
+        source=location,
+        filename=location.key.rpartition("/")[2],
+        size=found.size,
+        content=f"s3://{location.bucket}/{location.key}#{found.etag}",
+        upload=None,
+    )
+
+
+async def _replay(
+    deps: GatewayDeps,
+    settings: GatewaySettings,
+    tenant: str,
+    key: str,
+    intake: _Intake,
+    accepted: TransactionAccepted,
+) -> TransactionAccepted | None:
+    """Claim the Idempotency-Key for ``accepted``: None when it is ours, else the answer of
+    the submission this one repeats. Either way but ours, our upload is thrown away."""
+    try:
+        held = await idempotency.claim(
+            deps.store,
+            tenant,
+            key,
+            fingerprint=intake.fingerprint(),
+            transaction_id=accepted.transaction_id,
+            response=to_document(accepted),
+            wait_seconds=settings.idempotency_wait_seconds,
+        )
+    except BaseException:
+        await intake.discard()
+        raise
+    if held is None:
+        return None
+    await intake.discard()
+    tx = await find_transaction(deps.store, tenant, held.transaction_id)
+    if tx is not None and tx.status == TxStatus.ACCEPT:
+        # The first request may have answered 503 before ingest heard of it: announce again
+        # (the message ids make this a no-op when it had been announced).
+        await _announce(deps.broker, tx, tx.status_history[0])
+    log.info("submission replayed", replay_of=held.transaction_id)
+    return from_document(held.response, TransactionAccepted)
+
+
+async def _record(deps: GatewayDeps, tenant: str, key: str | None, tx: Transaction) -> None:
+    """Insert and announce the transaction, and settle its Idempotency-Key if it has one."""
+    try:
+        await insert_transaction(deps.store, tx)
+    except BaseException:
+        if key is not None:
+            try:
+                await idempotency.release(deps.store, tenant, key, tx.id)
+            except StoreUnavailable as e:
+                # ``idempotency.claim`` frees an abandoned claim after a while.
+                log.warning("idempotency key not released", error=str(e))
+        raise
+    try:
+        await _announce(deps.broker, tx, tx.status_history[0])
+    finally:
+        # Recorded: a retry with the key must find this transaction, announced or not.
+        if key is not None:
+            await idempotency.complete(deps.store, tenant, key, tx.id)
 
 
 async def _announce(broker: Broker, tx: Transaction, entry: StatusEntry) -> None:
@@ -298,23 +618,44 @@ class TransactionController(Controller):
         status_code=HTTP_202_ACCEPTED,
         summary="Submit a campaign",
         description=(
-            "multipart/form-data with `file` (CSV), `template_id`, optional `callback_url` "
-            "and `send_at`. The file streams to S3; processing continues asynchronously."
+            "multipart/form-data with `file` (CSV), `template_id`, optional `callback_url`, "
+            "`send_at` and `metadata` (a JSON object); the file streams to S3. Or JSON naming "
+            "a file already in the bucket: `template_id`, `source.s3_uri`, optional "
+            "`callback_url`, `schedule.send_at` and `metadata`. Processing continues "
+            "asynchronously. With an `Idempotency-Key`, a repeated submission answers 200 "
+            "with the first one's body."
         ),
         # The form is read as a stream; its limits are enforced while reading.
         request_max_body_size=None,
         operation_class=_SubmissionOperation,
-        responses=error_responses(
-            Code.VALIDATION_ERROR,
-            Code.INVALID_FORM,
-            Code.MISSING_FILE,
-            Code.EMPTY_FILE,
-            Code.TEMPLATE_NOT_FOUND,
-            Code.INVALID_CALLBACK_URL,
-            Code.INVALID_SEND_AT,
-            Code.FILE_TOO_LARGE,
-            Code.UNSUPPORTED_MEDIA_TYPE,
-        ),
+        responses={
+            HTTP_200_OK: ResponseSpec(
+                data_container=TransactionAccepted,
+                description=(
+                    "A repeat of an earlier submission with the same Idempotency-Key: "
+                    "its transaction, with the body the first answer had"
+                ),
+                generate_examples=False,
+            ),
+            **error_responses(
+                Code.VALIDATION_ERROR,
+                Code.INVALID_FORM,
+                Code.MISSING_FILE,
+                Code.EMPTY_FILE,
+                Code.TEMPLATE_NOT_FOUND,
+                Code.INVALID_CALLBACK_URL,
+                Code.INVALID_SEND_AT,
+                Code.INVALID_METADATA,
+                Code.SOURCE_NOT_FOUND,
+                Code.SOURCE_NOT_ALLOWED,
+                Code.INVALID_IDEMPOTENCY_KEY,
+                Code.IDEMPOTENCY_KEY_REUSED,
+                Code.IDEMPOTENCY_KEY_IN_USE,
+                Code.FILE_TOO_LARGE,
+                Code.PAYLOAD_TOO_LARGE,
+                Code.UNSUPPORTED_MEDIA_TYPE,
+            ),
+        },
     )
     async def submit_transaction(
         self,
@@ -323,53 +664,58 @@ class TransactionController(Controller):
         settings: Settings,
         tenant: Tenant,
         caller: Caller,
-    ) -> TransactionAccepted:
-        announced = request.content_length
-        if announced is not None and announced > settings.max_upload_bytes + _FORM_OVERHEAD:
-            raise ApiError(
-                Code.FILE_TOO_LARGE,
-                f"the file is larger than {settings.max_upload_bytes} bytes",
-                details={"max_bytes": settings.max_upload_bytes},
-            )
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[TransactionAccepted]:
+        key = idempotency.check_key(idempotency_key)
         transaction_id = uuid.uuid4().hex
         with structlog.contextvars.bound_contextvars(transaction_id=transaction_id):
-            receiver = _Receiver(deps, settings, tenant, transaction_id)
-            submission = await receiver.receive(request)
+            if _media_type(request) == _JSON:
+                intake = await _receive_json(request, deps, settings, tenant)
+            else:
+                intake = await _receive_form(request, deps, settings, tenant, transaction_id)
+            submission = intake.submission
             now = utc_now()
-            entry = StatusEntry(status=TxStatus.ACCEPT, at=now)
+            accepted = TransactionAccepted(
+                transaction_id=transaction_id,
+                status=TxStatus.ACCEPT,
+                template_id=submission.template_id,
+                callback_url=submission.callback_url,
+                send_at=submission.send_at,
+                metadata=submission.metadata,
+                filename=intake.filename,
+                size_bytes=intake.size,
+                created_at=now,
+            )
+            if key is not None:
+                replayed = await _replay(deps, settings, tenant, key, intake, accepted)
+                if replayed is not None:
+                    return Response(replayed, status_code=HTTP_200_OK)
             tx = Transaction(
                 id=transaction_id,
                 tenant=tenant,
                 status=TxStatus.ACCEPT,
                 template_id=submission.template_id,
-                source=S3Location(bucket=receiver.upload.bucket, key=receiver.upload.key),
-                filename=receiver.filename,
+                source=intake.source,
+                filename=intake.filename,
                 callback_url=submission.callback_url,
                 send_at=submission.send_at,
-                status_history=[entry],
+                metadata=submission.metadata,
+                status_history=[StatusEntry(status=TxStatus.ACCEPT, at=now)],
                 mode=caller.mode,
                 created_at=now,
                 updated_at=now,
             )
-            await insert_transaction(deps.store, tx)
-            await _announce(deps.broker, tx, entry)
+            await _record(deps, tenant, key, tx)
             log.info(
                 "transaction accepted",
                 template_id=tx.template_id,
-                bytes=receiver.upload.size,
-                parts=receiver.upload.parts,
+                bytes=intake.size,
+                parts=0 if intake.upload is None else intake.upload.parts,
+                source="upload" if intake.upload is not None else "s3_uri",
                 scheduled=tx.send_at is not None,
+                idempotency_key=key is not None,
             )
-        return TransactionAccepted(
-            transaction_id=tx.id,
-            status=tx.status,
-            template_id=tx.template_id,
-            callback_url=tx.callback_url,
-            send_at=tx.send_at,
-            filename=tx.filename,
-            size_bytes=receiver.upload.size,
-            created_at=tx.created_at,
-        )
+        return Response(accepted, status_code=HTTP_202_ACCEPTED)
 
     @get(
         summary="List transactions, newest first",
@@ -422,6 +768,7 @@ class TransactionController(Controller):
         transaction_id: FromPath[str],
         deps: Deps,
         tenant: Tenant,
+        code: ErrorCodeFilter = None,
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> RowErrorPage:
@@ -430,7 +777,7 @@ class TransactionController(Controller):
         if cursor is not None:
             position = decode_cursor(cursor, RowPosition)
             after = (position.row, position.id)
-        found = await page_row_errors(deps.store, tx.id, after=after, limit=limit + 1)
+        found = await page_row_errors(deps.store, tx.id, after=after, limit=limit + 1, code=code)
         page = found[:limit]
         next_cursor = (
             encode_cursor(RowPosition(row=page[-1].error.row, id=page[-1].id))
@@ -439,6 +786,30 @@ class TransactionController(Controller):
         )
         return RowErrorPage(
             items=[row_error_item(stored.error) for stored in page], next_cursor=next_cursor
+        )
+
+    @get(
+        "/{transaction_id:str}/errors.csv",
+        summary="The rows in error as a CSV file, to fix and resubmit",
+        description=(
+            "The file's header row plus `error_code` and `error_message`; one line per row "
+            "error, in row order, with the row's values as they were in the file."
+        ),
+        media_type="text/csv",
+        responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
+    )
+    async def export_row_errors(
+        self,
+        transaction_id: FromPath[str],
+        deps: Deps,
+        tenant: Tenant,
+        code: ErrorCodeFilter = None,
+    ) -> Stream:
+        tx = await _existing(deps, tenant, transaction_id)
+        return Stream(
+            row_errors_csv(deps.store, tx, code=code),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{tx.id}-errors.csv"'},
         )
 
     @get(

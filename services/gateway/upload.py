@@ -3,12 +3,15 @@
 ``S3Upload`` takes the bytes as they arrive and sends them in parts of ``part_bytes``
 through an S3 multipart upload, started when the first part is full. A file that ends
 before filling one part goes up with one ``PutObject``. Nothing is visible in the bucket
-until ``complete``; ``abort`` throws away whatever was sent. botocore's errors become
-``UpstreamUnavailable`` here.
+until ``complete``; ``abort`` throws away whatever was sent, ``discard`` a completed
+object nobody will read (a duplicate of an idempotent submission). ``sha256`` is the
+content's digest, computed as it streams. botocore's errors become ``UpstreamUnavailable``
+here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -46,14 +49,21 @@ class S3Upload:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
+        self._digest = hashlib.sha256()
         self.size = 0
 
     @property
     def parts(self) -> int:
         return len(self._parts)
 
+    @property
+    def sha256(self) -> str:
+        """The hex digest of everything written so far."""
+        return self._digest.hexdigest()
+
     async def write(self, data: bytes) -> None:
         self._buffer += data
+        self._digest.update(data)
         self.size += len(data)
         while len(self._buffer) >= self._part_bytes:
             part = bytes(self._buffer[: self._part_bytes])
@@ -95,6 +105,14 @@ class S3Upload:
         except (BotoCoreError, ClientError) as e:
             # The bucket's lifecycle rule for incomplete uploads cleans up after us.
             log.warning("abort multipart upload failed", key=self.key, error=str(e))
+
+    async def discard(self) -> None:
+        """Delete the completed object; never raises (the lifecycle of the bucket is the
+        fallback, and the caller is answering already)."""
+        try:
+            await self._s3.delete_object(Bucket=self.bucket, Key=self.key)
+        except (BotoCoreError, ClientError) as e:
+            log.warning("delete of a discarded upload failed", key=self.key, error=str(e))
 
     async def _send_part(self, part: bytes) -> None:
         if self._upload_id is None:

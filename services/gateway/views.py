@@ -34,6 +34,7 @@ class TransactionAccepted(msgspec.Struct, frozen=True, kw_only=True):
     template_id: str
     callback_url: str | None
     send_at: datetime | None
+    metadata: dict[str, str]
     filename: str | None
     size_bytes: int
     created_at: datetime

@@ -3,6 +3,15 @@
 Re-running it for the same transaction (a redelivery after a crash) is harmless: message,
 batch and row-error ids are derived from the row number, so a second pass inserts nothing
 new, and the final counters are set once, by a conditional update.
+
+A file that cannot be sent (unreadable, empty, over a limit, a bad header, no valid row)
+fails the transaction, and FAILED leaves no partial state: the messages and batches already
+written are removed; the row errors stay, they explain the failure. The order is FAILED
+first -- recording how many batches were written, in the same update -- then the removal,
+batch by batch (its messages by ``_id: {$in}``, then the batch document). A crash in
+between leaves a FAILED transaction with ``batches > 0``; the redelivered event finds it
+so and finishes the removal, without reading the file again. A transaction FAILED before
+its counters were set is always ingest's: until then no other service has seen it.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from pymongo.errors import BulkWriteError
 
 from services.ingest.csv_source import read_records
 from services.ingest.validation import (
+    FileError,
     FileErrorCode,
     HeaderError,
     RowChecker,
@@ -33,6 +43,7 @@ from shared.documents import (
     RowError,
     StoredRowError,
     Transaction,
+    from_document,
     message_id,
     to_document,
 )
@@ -66,13 +77,17 @@ class IngestActor(Actor[TxAccepted]):
         self.store = store
         self.broker = broker
         self.s3 = s3
-        self.batch_size = settings.batch_size
+        self.settings = settings
 
     async def handle(self, event: TxAccepted) -> None:
         tx = await load_transaction(self.store, event.transaction_id)
         if tx.status == TxStatus.ACCEPT:
             await transition_tx(self.store, self.broker, tx, TxStatus.PROCESSING)
             tx = await load_transaction(self.store, tx.id)
+        if _failed_in_ingest(tx) and tx.batches > 0:
+            # A crash cut the removal short: finish it.
+            await self._roll_back(tx, tx.batches)
+            return
         if tx.status != TxStatus.PROCESSING:
             log.info("already ingested", status=tx.status)
             return
@@ -93,10 +108,14 @@ class IngestActor(Actor[TxAccepted]):
             if tx.send_at is not None and tx.send_at > datetime.now(UTC)
             else MessageStatus.READY_TO_SEND
         )
-        batch = _BatchWriter(self.store, tx, pending, self.batch_size)
+        limits = self.settings
+        batch = _BatchWriter(self.store, tx, pending, limits.batch_size)
         records = read_records(self._chunks(tx))
         try:
-            header = await read_header(records)
+            header = await read_header(records, max_columns=limits.max_columns)
+            await self.store.transactions.update_one(
+                {"_id": tx.id}, {"$set": {"columns": list(header.names)}}
+            )
             absent = missing_columns(header, template.placeholders)
             if absent:
                 await self._fail(
@@ -108,16 +127,24 @@ class IngestActor(Actor[TxAccepted]):
                 return
             # One checker for the whole file, from its first row: a re-run after a crash
             # re-reads the file from the start and so finds the same duplicates.
-            rows = RowChecker(header, template.placeholders)
+            rows = RowChecker(
+                header,
+                template.placeholders,
+                max_rows=limits.max_rows,
+                max_field_chars=limits.max_field_chars,
+            )
             async for record in records:
                 result = rows.check(record)
                 if result is not None:
-                    await batch.add(result)
+                    await batch.add(result, record.fields)
         except HeaderError as e:
             await self._fail(tx, e.code, str(e), {"column": e.column})
             return
+        except FileError as e:
+            await self._fail(tx, e.code, str(e), e.details, written=batch.number)
+            return
         except InputError as e:
-            await self._fail(tx, FileErrorCode.CSV_PARSING_ERROR, str(e), {})
+            await self._fail(tx, FileErrorCode.CSV_PARSING_ERROR, str(e), {}, written=batch.number)
             return
         await batch.flush()
         if batch.total == 0:
@@ -157,8 +184,15 @@ class IngestActor(Actor[TxAccepted]):
             ) from e
 
     async def _fail(
-        self, tx: Transaction, code: str, message: str, details: dict[str, Any]
+        self,
+        tx: Transaction,
+        code: str,
+        message: str,
+        details: dict[str, Any],
+        *,
+        written: int = 0,
     ) -> None:
+        """FAILED, then remove the ``written`` batches (and their messages) of this pass."""
         failure = {"code": code, "message": message, "details": details}
         await transition_tx(
             self.store,
@@ -166,8 +200,39 @@ class IngestActor(Actor[TxAccepted]):
             tx,
             TxStatus.FAILED,
             metadata={"code": code},
-            also_set={"failure": failure},
+            also_set={"failure": failure, "batches": written},
         )
+        log.info("ingest failed", code=code, batches=written)
+        current = await load_transaction(self.store, tx.id)
+        # Also when another pass got to FAILED first: this one may have written more.
+        batches = max(written, current.batches)
+        if _failed_in_ingest(current) and batches > 0:
+            await self._roll_back(current, batches)
+
+    async def _roll_back(self, tx: Transaction, batches: int) -> None:
+        """Remove batches ``0 .. batches - 1`` of a failed transaction and their messages.
+
+        Idempotent: a batch already gone is skipped, and ``batches`` goes to 0 only once
+        every one of them is gone.
+        """
+        for number in range(batches):
+            batch_id = f"{tx.id}:{number}"
+            raw = await self.store.batches.find_one({"_id": batch_id})
+            if raw is None:
+                continue
+            batch = from_document(raw, Batch)
+            ids = [message_id(tx.id, row) for row in batch.rows]
+            await self.store.messages.delete_many({"_id": {"$in": ids}})
+            await self.store.batches.delete_one({"_id": batch_id})
+        await self.store.transactions.update_one(
+            {"_id": tx.id, "status": TxStatus.FAILED}, {"$set": {"batches": 0}}
+        )
+        log.info("rolled back", batches=batches)
+
+
+def _failed_in_ingest(tx: Transaction) -> bool:
+    """FAILED before ingest set the counters: only ingest fails a transaction then."""
+    return tx.status == TxStatus.FAILED and "total" not in tx.counters
 
 
 class _BatchWriter:
@@ -181,20 +246,32 @@ class _BatchWriter:
         self.pending = pending
         self.batch_size = batch_size
         self.rows: list[ValidRow] = []
-        self.errors: list[RowError] = []
+        self.errors: list[StoredRowError] = []
         self.number = 0
         self.total = 0
         self.invalid = 0
 
-    async def add(self, result: ValidRow | RowError) -> None:
+    async def add(self, result: ValidRow | RowError, fields: list[str]) -> None:
+        """One checked row; ``fields`` are its values as in the file (kept with an error)."""
         if isinstance(result, RowError):
-            self.errors.append(result)
+            self.errors.append(
+                StoredRowError(
+                    id=f"{self.tx.id}:{result.row}",
+                    transaction_id=self.tx.id,
+                    error=result,
+                    fields=fields,
+                )
+            )
             self.invalid += 1
         else:
             self.rows.append(result)
             self.total += 1
         if len(self.rows) >= self.batch_size:
             await self.flush()
+        elif len(self.errors) >= self.batch_size:
+            # A file of mostly invalid rows must not hold its errors in memory.
+            await self._write_errors()
+            await self._report()
 
     async def flush(self) -> None:
         if self.rows:
@@ -224,13 +301,15 @@ class _BatchWriter:
             await _insert_new(self.store.batches, [to_document(batch)])
             self.number += 1
             self.rows = []
+        await self._write_errors()
+        await self._report()
+
+    async def _write_errors(self) -> None:
         if self.errors:
-            stored = [
-                StoredRowError(id=f"{self.tx.id}:{e.row}", transaction_id=self.tx.id, error=e)
-                for e in self.errors
-            ]
-            await _insert_new(self.store.row_errors, [to_document(s) for s in stored])
+            await _insert_new(self.store.row_errors, [to_document(e) for e in self.errors])
             self.errors = []
+
+    async def _report(self) -> None:
         await self.store.transactions.update_one(
             {"_id": self.tx.id},
             {"$set": {"ingest_progress": {"valid": self.total, "invalid": self.invalid}}},

@@ -1,9 +1,13 @@
 """The rules a CSV file and its rows must follow (ARCHITECTURE §1).
 
 File-level problems (a header without an ``email`` column, a column the template needs and
-the file lacks) stop the whole file; row-level problems become ``RowError`` documents and the
-row becomes no message. Every row error code is in ``RowErrorCode``, every header error code
-in ``HeaderErrorCode``, every other file error code in ``FileErrorCode``.
+the file lacks, an empty file, a file over a limit) stop the whole file; row-level problems
+become ``RowError`` documents and the row becomes no message. Every row error code is in
+``RowErrorCode``, every header error code in ``HeaderErrorCode``, every other file error code
+in ``FileErrorCode``.
+
+The limits (rows, columns, field length) are ``IngestSettings``'; the functions here take
+them as arguments and default to the settings' defaults.
 
 Email syntax is email-validator's, syntax only, decided at ~10x its speed (``normalize_email``):
 an address of the common shape -- an ASCII dot-atom before the ``@``, letters, digits, dots
@@ -26,7 +30,7 @@ from bisect import bisect_left
 from collections.abc import AsyncIterator, Collection
 from enum import StrEnum
 from hashlib import blake2b
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from email_validator import EmailNotValidError, validate_email
@@ -38,12 +42,14 @@ from email_validator.rfc_constants import (
 
 from shared.documents import RowError
 from shared.errors import InputError
+from shared.settings import IngestSettings
 
 if TYPE_CHECKING:
     from services.ingest.csv_source import Record
 
 __all__ = [
     "EMAIL_COLUMN",
+    "FileError",
     "FileErrorCode",
     "Header",
     "HeaderError",
@@ -69,6 +75,10 @@ _PLAIN_ADDRESS: Final = re.compile(rf"([{ATEXT}]+(?:\.[{ATEXT}]+)*)@([a-zA-Z0-9.
 _CASE_INSENSITIVE_MAILBOXES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 # Distinct domains remembered; a file has far fewer, and each entry is ~0.3 kB.
 _DOMAIN_MEMO: Final = 4096
+# The production limits: the settings' defaults, decided there.
+_LIMITS: Final = IngestSettings()
+# How much of an over-long field a row error repeats in its ``value``.
+_VALUE_PREVIEW: Final = 100
 
 
 class HeaderErrorCode(StrEnum):
@@ -81,6 +91,9 @@ class FileErrorCode(StrEnum):
     """Why a whole file cannot be sent, besides its header (``HeaderErrorCode``)."""
 
     CSV_PARSING_ERROR = "CSV_PARSING_ERROR"
+    EMPTY_FILE = "EMPTY_FILE"
+    TOO_MANY_COLUMNS = "TOO_MANY_COLUMNS"
+    TOO_MANY_ROWS = "TOO_MANY_ROWS"
     MISSING_PLACEHOLDER_COLUMN = "MISSING_PLACEHOLDER_COLUMN"
     NO_VALID_ROWS = "NO_VALID_ROWS"
 
@@ -91,6 +104,17 @@ class RowErrorCode(StrEnum):
     INVALID_EMAIL = "INVALID_EMAIL"
     MISSING_PLACEHOLDER_VALUE = "MISSING_PLACEHOLDER_VALUE"
     DUPLICATE_RECIPIENT = "DUPLICATE_RECIPIENT"
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+
+
+class FileError(InputError):
+    """The whole file cannot be sent for a reason of ``FileErrorCode`` (an empty file, a
+    limit); ``details`` are for the client (the limit, the row found past it)."""
+
+    def __init__(self, code: FileErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
 
 
 class HeaderError(InputError):
@@ -113,6 +137,8 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
     """The normalized column names, in file order; one of them is ``email``."""
 
     columns: tuple[str, ...]
+    # The header row as written in the file.
+    names: tuple[str, ...] = ()
 
 
 class ValidRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,15 +181,34 @@ def parse_header(fields: list[str]) -> Header:
             "recipient's address, and upload the file again",
             column=EMAIL_COLUMN,
         )
-    return Header(columns=columns)
+    return Header(columns=columns, names=tuple(fields))
 
 
-async def read_header(records: AsyncIterator[Record]) -> Header:
-    """The first record that is not a blank line, as the header."""
+async def read_header(
+    records: AsyncIterator[Record], *, max_columns: int = _LIMITS.max_columns
+) -> Header:
+    """The first record that is not a blank line, as the header.
+
+    Raises ``FileError`` ``EMPTY_FILE`` when there is none, ``TOO_MANY_COLUMNS`` when it
+    has more than ``max_columns`` columns, and ``HeaderError`` when it cannot be used.
+    """
     async for record in records:
-        if record.fields:
-            return parse_header(record.fields)
-    raise InputError("the file is empty: it needs a header row with an email column")
+        if not record.fields:
+            continue
+        if len(record.fields) > max_columns:
+            raise FileError(
+                FileErrorCode.TOO_MANY_COLUMNS,
+                f"The header row has {len(record.fields)} columns, more than the "
+                f"{max_columns} a file may have; delete the columns the template does not "
+                "use, and upload the file again",
+                columns=len(record.fields),
+                max_columns=max_columns,
+            )
+        return parse_header(record.fields)
+    raise FileError(
+        FileErrorCode.EMPTY_FILE,
+        "The file is empty: it needs a header row with an email column, then one row per recipient",
+    )
 
 
 def missing_columns(header: Header, placeholders: Collection[str]) -> list[str]:
@@ -172,7 +217,11 @@ def missing_columns(header: Header, placeholders: Collection[str]) -> list[str]:
 
 
 def validate_row(
-    header: Header, record: Record, placeholders: Collection[str]
+    header: Header,
+    record: Record,
+    placeholders: Collection[str],
+    *,
+    max_field_chars: int = _LIMITS.max_field_chars,
 ) -> ValidRow | RowError:
     """Check one data record; the first rule it breaks is its error.
 
@@ -180,15 +229,16 @@ def validate_row(
     Placeholders the header lacks are ignored here (see ``missing_columns``). For the rows
     of a whole file use ``RowChecker``, which also finds duplicate recipients.
     """
-    return _RowRules(header, placeholders).validate(record)
+    return _RowRules(header, placeholders, max_field_chars).validate(record)
 
 
 class _RowRules:
     """The rules of ``validate_row`` for one header and template, prepared once."""
 
-    def __init__(self, header: Header, placeholders: Collection[str]) -> None:
+    def __init__(self, header: Header, placeholders: Collection[str], max_field_chars: int) -> None:
         columns = header.columns
         self.columns = columns
+        self.max_field_chars = max_field_chars
         self.email_at = columns.index(EMAIL_COLUMN)
         # (name, position) of each placeholder the header has, by name.
         self.required = [
@@ -201,6 +251,8 @@ class _RowRules:
         row, fields = record.row, record.fields
         if len(fields) != len(self.columns):
             return _field_count_mismatch(row, len(fields), len(self.columns))
+        if max(map(len, fields)) > self.max_field_chars:
+            return self._field_too_long(row, fields)
         raw_email = fields[self.email_at]
         address = raw_email.strip()
         if not address:
@@ -231,6 +283,23 @@ class _RowRules:
         data = dict(zip(self.columns, fields, strict=True))
         del data[EMAIL_COLUMN]
         return ValidRow(row=row, email=email, data=data)
+
+    def _field_too_long(self, row: int, fields: list[str]) -> RowError:
+        limit = self.max_field_chars
+        at = next(at for at, field in enumerate(fields) if len(field) > limit)
+        column, value = self.columns[at], fields[at]
+        return RowError(
+            code=RowErrorCode.FIELD_TOO_LONG,
+            message=(
+                f"Row {row}: the value in column {column!r} has {len(value)} characters, "
+                f"more than the {limit} a field may have"
+            ),
+            row=row,
+            field=column,
+            value=value[:_VALUE_PREVIEW] + "…",
+            expected_format=f"at most {limit} characters",
+            recovery_action=f"Shorten the value in column {column!r} of row {row} {_RESUBMIT}",
+        )
 
 
 def normalize_email(address: str) -> str:
@@ -304,17 +373,36 @@ class RowChecker:
 
     ``check`` answers ``None`` for a blank record (a blank line, or a row of empty cells
     as spreadsheets export them): it keeps its row number but is neither a message nor an
-    error.
+    error, and it does not count towards ``max_rows``. The record after the ``max_rows``-th
+    that does raises ``FileError`` ``TOO_MANY_ROWS``.
     """
 
-    def __init__(self, header: Header, placeholders: Collection[str]) -> None:
-        self._rules = _RowRules(header, placeholders)
+    def __init__(
+        self,
+        header: Header,
+        placeholders: Collection[str],
+        *,
+        max_rows: int = _LIMITS.max_rows,
+        max_field_chars: int = _LIMITS.max_field_chars,
+    ) -> None:
+        self._rules = _RowRules(header, placeholders, max_field_chars)
         self._recipients = Recipients()
+        self._max_rows = max_rows
+        self._rows = 0
 
     def check(self, record: Record) -> ValidRow | RowError | None:
         # Every field blank (or none at all) exactly when their concatenation is.
         if not "".join(record.fields).strip():
             return None
+        self._rows += 1
+        if self._rows > self._max_rows:
+            raise FileError(
+                FileErrorCode.TOO_MANY_ROWS,
+                f"Row {record.row} is past the {self._max_rows} rows a file may have; split "
+                "the file into smaller ones and upload each",
+                row=record.row,
+                max_rows=self._max_rows,
+            )
         result = self._rules.validate(record)
         if isinstance(result, RowError):
             return result

@@ -238,7 +238,11 @@ async def test_submission_errors(client: Client, deps: GatewayDeps) -> None:
     _error(await _submit(client, template_id, colour="red"), 400, "VALIDATION_ERROR")
     _error(await _submit(client, template_id, b""), 400, "EMPTY_FILE")
     _error(
-        await client.post("/api/v1/transactions", json={"template_id": template_id}),
+        await client.post(
+            "/api/v1/transactions",
+            content=b"template_id=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     )

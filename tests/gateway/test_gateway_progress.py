@@ -16,6 +16,7 @@ def _tx(
     status: TxStatus,
     counters: dict[str, int],
     history: Sequence[tuple[TxStatus, datetime]] = (),
+    ingest_progress: dict[str, int] | None = None,
 ) -> Transaction:
     return Transaction(
         id="tx1",
@@ -24,6 +25,7 @@ def _tx(
         template_id="t1",
         source=S3Location(bucket="b", key="k"),
         counters=counters,
+        ingest_progress=ingest_progress or {},
         status_history=[StatusEntry(status=s, at=at) for s, at in history],
         created_at=T0,
         updated_at=T0,
@@ -84,3 +86,36 @@ def test_empty_transaction_is_zero_percent() -> None:
 def test_no_ready_to_send_entry_has_no_estimate() -> None:
     tx = _tx(TxStatus.PROCESSING, {"total": 5, "delivered": 1}, [(TxStatus.ACCEPT, T0)])
     assert compute_progress(tx, T0 + timedelta(seconds=5)).estimated_completion is None
+
+
+def test_while_ingest_reads_the_file_its_progress_grows_batch_by_batch() -> None:
+    seen = []
+    for valid, invalid in [(0, 0), (500, 3), (1000, 7)]:
+        tx = _tx(TxStatus.PROCESSING, {}, ingest_progress={"valid": valid, "invalid": invalid})
+        view = compute_progress(tx, T0)
+        seen.append((view.progress.total_messages, view.progress.processed_messages))
+        assert view.progress.percentage == 0.0
+        assert view.estimated_completion is None
+    assert seen == [(0, 0), (503, 500), (1007, 1000)]
+
+
+def test_once_ingest_set_the_counters_the_sending_numbers_take_over() -> None:
+    counters = {"total": 1000, "invalid": 7, "ready_to_send": 1000}
+    tx = _tx(TxStatus.PROCESSING, counters, ingest_progress={"valid": 1000, "invalid": 7})
+    view = compute_progress(tx, T0)
+    assert (view.progress.total_messages, view.progress.processed_messages) == (1000, 0)
+    later = _tx(
+        TxStatus.SENT,
+        {**counters, "delivered": 250},
+        [(TxStatus.READY_TO_SEND, T0)],
+        ingest_progress={"valid": 1000, "invalid": 7},
+    )
+    view = compute_progress(later, T0 + timedelta(seconds=10))
+    assert (view.progress.total_messages, view.progress.processed_messages) == (1000, 250)
+    assert view.progress.percentage == 25.0
+
+
+def test_a_file_failed_by_ingest_shows_no_progress() -> None:
+    tx = _tx(TxStatus.FAILED, {}, ingest_progress={"valid": 40, "invalid": 1})
+    view = compute_progress(tx, T0)
+    assert (view.progress.total_messages, view.progress.processed_messages) == (0, 0)

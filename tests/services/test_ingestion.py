@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 
 from services.ingest.ingestion import IngestActor
@@ -230,7 +231,8 @@ async def test_future_send_at_makes_scheduled_messages(
         (b"email\r\na@example.org\r\n", "<p>{{ name }}</p>", "MISSING_PLACEHOLDER_COLUMN"),
         (b"email,name\r\nnope,Ann\r\n,Bob\r\n", "<p>{{ name }}</p>", "NO_VALID_ROWS"),
         (b"email,name\r\na@example.org,Ren\xe9\r\n", "<p>{{ name }}</p>", "CSV_PARSING_ERROR"),
-        (b"", "<p>x</p>", "CSV_PARSING_ERROR"),
+        (b"", "<p>x</p>", "EMPTY_FILE"),
+        (b"\r\n\r\n", "<p>x</p>", "EMPTY_FILE"),
     ],
 )
 async def test_a_file_that_cannot_be_sent_fails_the_transaction(
@@ -252,3 +254,135 @@ async def test_a_file_that_cannot_be_sent_fails_the_transaction(
     assert after.failure["message"]
     assert [e.status for e in after.status_history][-1] == TxStatus.FAILED
     assert (await runtime.broker.js.stream_info("TX_INGESTED")).state.messages == 0
+
+
+def _with(ingest: IngestActor, **limits: int) -> IngestActor:
+    """Another actor on the same clients, with other settings."""
+    settings = msgspec.structs.replace(ingest.settings, **limits)
+    return IngestActor(ingest.store, ingest.broker, ingest.s3, settings)
+
+
+# Rows 2-12: ten valid rows and an invalid one (row 5). With batch_size 2 and max_rows 7,
+# three batches are written (rows 2-8, row 5 an error) before row 9 breaks the limit.
+TEN_ROWS = b"email,name\r\n" + b"".join(
+    b"nope,Bad\r\n" if n == 5 else b"u%d@example.org,N%d\r\n" % (n, n) for n in range(2, 13)
+)
+
+
+async def test_a_limit_found_after_some_batches_rolls_them_back(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    limited = _with(ingest, batch_size=2, max_rows=7)
+    tx = await submit(runtime, s3, stack_info.s3_bucket, TEN_ROWS)
+
+    await limited.handle(TxAccepted(transaction_id=tx.id))
+
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.status == TxStatus.FAILED
+    assert after.failure == {
+        "code": "TOO_MANY_ROWS",
+        "message": "Row 9 is past the 7 rows a file may have; split the file into smaller "
+        "ones and upload each",
+        "details": {"row": 9, "max_rows": 7},
+    }
+    assert after.batches == 0
+    assert "total" not in after.counters
+    assert await docs(runtime, "messages", tx.id) == []
+    assert await docs(runtime, "batches", tx.id) == []
+    # The row errors stay: they explain what was read.
+    errors = await docs(runtime, "row_errors", tx.id)
+    assert [(e["error"]["row"], e["error"]["code"]) for e in errors] == [(5, "INVALID_EMAIL")]
+    assert errors[0]["fields"] == ["nope", "Bad"]
+    assert after.columns == ["email", "name"]
+    failed = await runtime.broker.js.get_last_msg("TX_STATUS", Subjects.tx_status(TxStatus.FAILED))
+    assert b"TOO_MANY_ROWS" in failed.data
+    assert (await runtime.broker.js.stream_info("TX_INGESTED")).state.messages == 0
+
+
+async def test_a_redelivery_after_a_crash_mid_rollback_finishes_it(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, TEN_ROWS)
+    # What a crash leaves: the pass wrote its batches, moved the transaction to FAILED
+    # recording how many, removed the first batch and died.
+    await _with(ingest, batch_size=2).handle(TxAccepted(transaction_id=tx.id))
+    written = await load_transaction(runtime.store, tx.id)
+    assert written.batches == 5
+    await runtime.store.transactions.update_one(
+        {"_id": tx.id},
+        {"$set": {"status": TxStatus.FAILED}, "$unset": {"counters": ""}},
+    )
+    await runtime.store.messages.delete_many({"_id": {"$in": [f"{tx.id}:2", f"{tx.id}:3"]}})
+    await runtime.store.batches.delete_one({"_id": f"{tx.id}:0"})
+    assert len(await docs(runtime, "messages", tx.id)) == 8
+
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+
+    assert await docs(runtime, "messages", tx.id) == []
+    assert await docs(runtime, "batches", tx.id) == []
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.batches) == (TxStatus.FAILED, 0)
+    # Once more: nothing left to do, nothing done.
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+    assert await load_transaction(runtime.store, tx.id) == after
+
+
+async def test_a_parse_error_after_some_batches_rolls_them_back(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    # Python's csv module refuses a field over 131,072 characters: a file error.
+    body = TEN_ROWS + b"z@example.org," + b"x" * 131_073 + b"\r\n"
+    tx = await submit(runtime, s3, stack_info.s3_bucket, body)
+    await _with(ingest, batch_size=2).handle(TxAccepted(transaction_id=tx.id))
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.failure is not None
+    assert after.failure["code"] == "CSV_PARSING_ERROR"
+    assert after.failure["message"].startswith("Row 13: field larger than field limit")
+    assert await docs(runtime, "messages", tx.id) == []
+    assert await docs(runtime, "batches", tx.id) == []
+
+
+async def test_a_header_over_the_column_limit_fails_the_file(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    tx = await submit(runtime, s3, stack_info.s3_bucket, b"email,name,a,b\r\nu@x.org,N,1,2\r\n")
+    await _with(ingest, max_columns=3).handle(TxAccepted(transaction_id=tx.id))
+    after = await load_transaction(runtime.store, tx.id)
+    assert after.status == TxStatus.FAILED
+    assert after.failure is not None
+    assert (after.failure["code"], after.failure["details"]) == (
+        "TOO_MANY_COLUMNS",
+        {"columns": 4, "max_columns": 3},
+    )
+
+
+async def test_an_over_long_field_fails_only_its_row(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    body = b'Email,Name\r\na@example.org,Ann\r\nb@example.org,"Long, long\r\nname"\r\n'
+    tx = await submit(runtime, s3, stack_info.s3_bucket, body)
+    await _with(ingest, max_field_chars=14).handle(TxAccepted(transaction_id=tx.id))
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.counters["total"], after.counters["invalid"]) == (
+        TxStatus.PROCESSING,
+        1,
+        1,
+    )
+    assert after.columns == ["Email", "Name"]
+    [error] = await docs(runtime, "row_errors", tx.id)
+    assert error["error"]["code"] == "FIELD_TOO_LONG"
+    assert (error["error"]["row"], error["error"]["field"]) == (3, "name")
+    assert error["fields"] == ["b@example.org", "Long, long\r\nname"]
+
+
+async def test_errors_are_written_as_they_come_in_a_mostly_invalid_file(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    invalid = b"".join(b"bad%d,N\r\n" % n for n in range(7))
+    body = b"email,name\r\n" + invalid + b"ok@example.org,N\r\n"
+    tx = await submit(runtime, s3, stack_info.s3_bucket, body)
+    await ingest.handle(TxAccepted(transaction_id=tx.id))  # batch_size 3
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.counters["total"], after.counters["invalid"]) == (1, 7)
+    errors = sorted(await docs(runtime, "row_errors", tx.id), key=lambda e: e["error"]["row"])
+    assert [e["fields"] for e in errors] == [[f"bad{n}", "N"] for n in range(7)]

@@ -16,6 +16,7 @@ import pytest
 
 from services.ingest.csv_source import MAX_RECORD_CHARS, read_records
 from services.ingest.validation import (
+    FileError,
     FileErrorCode,
     HeaderError,
     RowChecker,
@@ -24,6 +25,7 @@ from services.ingest.validation import (
     read_header,
 )
 from shared.errors import InputError
+from shared.settings import IngestSettings
 
 CORPUS = Path(__file__).parent.parent / "corpus"
 CASES: dict[str, dict[str, Any]] = tomllib.loads((CORPUS / "cases.toml").read_text())
@@ -48,13 +50,21 @@ async def _run(data: bytes, case: dict[str, Any], size: int) -> Outcome:
     records = read_records(
         _chunks(data, size), max_record_chars=case.get("max_record_chars", MAX_RECORD_CHARS)
     )
+    limits = IngestSettings(
+        **{k: case[k] for k in ("max_rows", "max_columns", "max_field_chars") if k in case}
+    )
     valid = 0
     try:
-        header = await read_header(records)
+        header = await read_header(records, max_columns=limits.max_columns)
         if missing_columns(header, placeholders):
             outcome.file_error = FileErrorCode.MISSING_PLACEHOLDER_COLUMN
             return outcome
-        rows = RowChecker(header, placeholders)
+        rows = RowChecker(
+            header,
+            placeholders,
+            max_rows=limits.max_rows,
+            max_field_chars=limits.max_field_chars,
+        )
         async for record in records:
             result = rows.check(record)
             if isinstance(result, ValidRow):
@@ -63,6 +73,10 @@ async def _run(data: bytes, case: dict[str, Any], size: int) -> Outcome:
                 outcome.row_errors.append([result.row, result.code])
     except HeaderError as e:
         outcome.file_error = e.code
+        return outcome
+    except FileError as e:
+        outcome.file_error = e.code
+        outcome.row = e.details.get("row")
         return outcome
     except InputError as e:
         outcome.file_error = FileErrorCode.CSV_PARSING_ERROR

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import msgspec
 import pytest
 
 from services.ingest.csv_source import Record
 from services.ingest.validation import (
+    FileError,
+    FileErrorCode,
     Header,
     HeaderError,
     HeaderErrorCode,
@@ -14,10 +18,12 @@ from services.ingest.validation import (
     ValidRow,
     missing_columns,
     parse_header,
+    read_header,
     validate_row,
 )
 from shared.documents import RowError
 from shared.errors import InputError
+from shared.settings import IngestSettings
 
 HEADER = parse_header(["Email", " First  Name ", "City"])
 
@@ -33,7 +39,9 @@ def _error(result: ValidRow | RowError) -> RowError:
 
 def test_header_names_are_normalized() -> None:
     header = parse_header(["Email", " First  Name ", "City"])
-    assert header == Header(columns=("email", "first_name", "city"))
+    assert header == Header(
+        columns=("email", "first_name", "city"), names=("Email", " First  Name ", "City")
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,3 +192,72 @@ def test_recipients_remember_many_addresses_exactly() -> None:
     assert all(recipients.admit(row) is row for row in rows)
     assert all(isinstance(recipients.admit(row), RowError) for row in rows[::97])
     assert isinstance(recipients.admit(ValidRow(row=1, email="new@x.com", data={})), ValidRow)
+
+
+def test_an_over_long_field_is_a_row_error_naming_its_column() -> None:
+    long = "x" * 16
+    error = _error(validate_row(HEADER, _row("a@example.com", "Ada", long), [], max_field_chars=15))
+    assert error.code == RowErrorCode.FIELD_TOO_LONG
+    assert (error.row, error.field) == (5, "city")
+    assert error.value == long + "…"
+    assert error.message == (
+        "Row 5: the value in column 'city' has 16 characters, more than the 15 a field may have"
+    )
+    # At the limit exactly, the row is fine.
+    assert isinstance(
+        validate_row(HEADER, _row("a@example.com", "Ada", long[:15]), [], max_field_chars=15),
+        ValidRow,
+    )
+
+
+def test_an_over_long_value_is_shortened_in_the_error() -> None:
+    error = _error(validate_row(HEADER, _row("a@example.com", "y" * 10_001, "Paris"), []))
+    assert error.field == "first_name"
+    assert error.value == "y" * 100 + "…"
+
+
+def test_rows_past_the_limit_fail_the_file_and_blank_rows_do_not_count() -> None:
+    checker = RowChecker(HEADER, [], max_rows=2)
+    assert isinstance(checker.check(_row("a@example.com", "A", "B", row=2)), ValidRow)
+    assert checker.check(_row(row=3)) is None
+    assert isinstance(checker.check(_row("nope", "A", "B", row=4)), RowError)
+    with pytest.raises(FileError) as raised:
+        checker.check(_row("c@example.com", "C", "D", row=5))
+    assert raised.value.code == FileErrorCode.TOO_MANY_ROWS
+    assert raised.value.details == {"row": 5, "max_rows": 2}
+    assert str(raised.value).startswith("Row 5 is past the 2 rows a file may have")
+
+
+async def _records(*rows: list[str]) -> AsyncIterator[Record]:
+    for number, fields in enumerate(rows, start=1):
+        yield Record(row=number, fields=fields)
+
+
+async def test_a_header_wider_than_the_limit_fails_the_file() -> None:
+    with pytest.raises(FileError) as raised:
+        await read_header(_records(["email", "a", "b", "c"]), max_columns=3)
+    assert raised.value.code == FileErrorCode.TOO_MANY_COLUMNS
+    assert raised.value.details == {"columns": 4, "max_columns": 3}
+    header = await read_header(_records(["email", "a", "b"]), max_columns=3)
+    assert header.columns == ("email", "a", "b")
+
+
+async def test_no_header_at_all_is_an_empty_file() -> None:
+    for rows in ([], [[], []]):
+        with pytest.raises(FileError) as raised:
+            await read_header(_records(*rows))
+        assert raised.value.code == FileErrorCode.EMPTY_FILE
+
+
+def test_the_default_limits_are_the_settings_defaults() -> None:
+    settings = IngestSettings()
+    assert (settings.max_rows, settings.max_columns, settings.max_field_chars) == (
+        1_000_000,
+        100,
+        10_000,
+    )
+    # A field at the default limit passes; one more character does not.
+    fields = ["a@example.com", "z" * 10_000, ""]
+    assert isinstance(validate_row(HEADER, _row(*fields), []), ValidRow)
+    fields[1] += "z"
+    assert _error(validate_row(HEADER, _row(*fields), [])).code == RowErrorCode.FIELD_TOO_LONG
