@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient, WriteConcern
+from pymongo import AsyncMongoClient, WriteConcern, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["Collections", "Store", "connect_store"]
+__all__ = ["Collections", "CommandCounter", "Store", "connect_store"]
 
 Document = dict[str, Any]
 
@@ -29,9 +29,28 @@ class Collections:
     IDEMPOTENCY_KEYS = "idempotency_keys"
 
 
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands this process sends to the store: its round trips."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 class Store:
-    def __init__(self, client: AsyncMongoClient[Document], db_name: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Document], db_name: str, commands: CommandCounter
+    ) -> None:
         self.client = client
+        self.commands = commands
         self.db: AsyncDatabase[Document] = client.get_database(
             db_name, write_concern=WriteConcern(w="majority", j=True)
         )
@@ -80,8 +99,13 @@ class Store:
 
 
 async def connect_store(uri: str, db_name: str) -> Store:
+    commands = CommandCounter()
     client: AsyncMongoClient[Document] = AsyncMongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=10_000, appname="email-platform"
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=10_000,
+        appname="email-platform",
+        event_listeners=[commands],
     )
     await client.admin.command("ping")
-    return Store(client, db_name)
+    return Store(client, db_name, commands)

@@ -16,6 +16,7 @@ its counters were set is always ingest's: until then no other service has seen i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,8 @@ class IngestActor(Actor[TxAccepted]):
             )
 
     async def _ingest(self, tx: Transaction) -> None:
+        # Round trips, for the canonical line: exact while one file at a time is ingested.
+        commands_before = self.store.commands.count
         template = await load_template(self.store, tx.template_id)
         pending = (
             MessageStatus.SCHEDULED
@@ -141,12 +144,15 @@ class IngestActor(Actor[TxAccepted]):
             await self._fail(tx, e.code, str(e), {"column": e.column})
             return
         except FileError as e:
+            await batch.drain()  # what is in flight must land before it is rolled back
             await self._fail(tx, e.code, str(e), e.details, written=batch.number)
             return
         except InputError as e:
+            await batch.drain()
             await self._fail(tx, FileErrorCode.CSV_PARSING_ERROR, str(e), {}, written=batch.number)
             return
         await batch.flush()
+        await batch.drain()
         if batch.total == 0:
             await self._fail(
                 tx,
@@ -170,7 +176,13 @@ class IngestActor(Actor[TxAccepted]):
                 }
             },
         )
-        log.info("ingested", total=batch.total, invalid=batch.invalid, batches=batch.number)
+        log.info(
+            "ingested",
+            total=batch.total,
+            invalid=batch.invalid,
+            batches=batch.number,
+            store_commands=self.store.commands.count - commands_before,
+        )
 
     async def _chunks(self, tx: Transaction) -> AsyncIterator[bytes]:
         try:
@@ -250,6 +262,7 @@ class _BatchWriter:
         self.number = 0
         self.total = 0
         self.invalid = 0
+        self._writing: asyncio.Task[None] | None = None
 
     async def add(self, result: ValidRow | RowError, fields: list[str]) -> None:
         """One checked row; ``fields`` are its values as in the file (kept with an error)."""
@@ -266,54 +279,81 @@ class _BatchWriter:
         else:
             self.rows.append(result)
             self.total += 1
-        if len(self.rows) >= self.batch_size:
+        # Errors count too: a file of mostly invalid rows must not hold them in memory.
+        if len(self.rows) >= self.batch_size or len(self.errors) >= self.batch_size:
             await self.flush()
-        elif len(self.errors) >= self.batch_size:
-            # A file of mostly invalid rows must not hold its errors in memory.
-            await self._write_errors()
-            await self._report()
 
     async def flush(self) -> None:
+        """Hand what is collected to the store and go on reading while it is written.
+
+        One write is in flight at a time: the next flush (or ``drain``) waits for it, so
+        memory stays bounded by two batches and a write error surfaces at once.
+        """
+        await self.drain()
+        messages: list[dict[str, Any]] = []
+        batch: dict[str, Any] | None = None
         if self.rows:
             now = datetime.now(UTC)
             messages = [
-                Message(
-                    id=message_id(self.tx.id, row.row),
-                    transaction_id=self.tx.id,
-                    tenant=self.tx.tenant,
-                    batch=self.number,
-                    row=row.row,
-                    email=row.email,
-                    data=row.data,
-                    status=self.pending,
-                    send_at=self.tx.send_at,
-                    updated_at=now,
+                to_document(
+                    Message(
+                        id=message_id(self.tx.id, row.row),
+                        transaction_id=self.tx.id,
+                        tenant=self.tx.tenant,
+                        batch=self.number,
+                        row=row.row,
+                        email=row.email,
+                        data=row.data,
+                        status=self.pending,
+                        send_at=self.tx.send_at,
+                        updated_at=now,
+                    )
                 )
                 for row in self.rows
             ]
-            await _insert_new(self.store.messages, [to_document(m) for m in messages])
-            batch = Batch(
-                id=f"{self.tx.id}:{self.number}",
-                transaction_id=self.tx.id,
-                number=self.number,
-                rows=[row.row for row in self.rows],
+            batch = to_document(
+                Batch(
+                    id=f"{self.tx.id}:{self.number}",
+                    transaction_id=self.tx.id,
+                    number=self.number,
+                    rows=[row.row for row in self.rows],
+                )
             )
-            await _insert_new(self.store.batches, [to_document(batch)])
             self.number += 1
             self.rows = []
-        await self._write_errors()
-        await self._report()
+        errors = [to_document(e) for e in self.errors]
+        self.errors = []
+        progress = {"valid": self.total, "invalid": self.invalid}
+        self._writing = asyncio.create_task(self._write(batch, messages, errors, progress))
 
-    async def _write_errors(self) -> None:
-        if self.errors:
-            await _insert_new(self.store.row_errors, [to_document(e) for e in self.errors])
-            self.errors = []
+    async def drain(self) -> None:
+        """Wait for the write in flight, if any; its error, if any, is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
-    async def _report(self) -> None:
-        await self.store.transactions.update_one(
-            {"_id": self.tx.id},
-            {"$set": {"ingest_progress": {"valid": self.total, "invalid": self.invalid}}},
-        )
+    async def _write(
+        self,
+        batch: dict[str, Any] | None,
+        messages: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+        progress: dict[str, int],
+    ) -> None:
+        async def batch_then_messages() -> None:
+            if batch is not None:
+                # The batch first: a rollback finds a batch's messages through it, so no
+                # message may exist without its batch document.
+                await _insert_new(self.store.batches, [batch])
+                await _insert_new(self.store.messages, messages)
+
+        async def errors_and_progress() -> None:
+            if errors:
+                await _insert_new(self.store.row_errors, errors)
+            await self.store.transactions.update_one(
+                {"_id": self.tx.id}, {"$set": {"ingest_progress": progress}}
+            )
+
+        await asyncio.gather(batch_then_messages(), errors_and_progress())
 
 
 async def _insert_new(
