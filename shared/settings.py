@@ -14,6 +14,7 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 
 __all__ = [
+    "CsvSettings",
     "GatewaySettings",
     "IngestSettings",
     "SchedulerSettings",
@@ -45,7 +46,23 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
 
 
-class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
+class CsvSettings(ServiceSettings, frozen=True, kw_only=True):
+    """What a service reading recipient files needs: the limits of one file, the same for
+    ingest and for the gateway's ``validate_only``.
+
+    Rows are data rows (not the header, not blank lines); past max_rows the file fails
+    TOO_MANY_ROWS, a header wider than max_columns fails it TOO_MANY_COLUMNS, and a field
+    longer than max_field_chars makes its row a FIELD_TOO_LONG row error. Python's csv
+    module refuses fields over 131,072 characters itself, so a larger max_field_chars could
+    never apply.
+    """
+
+    max_rows: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    max_columns: Annotated[int, msgspec.Meta(ge=1)] = 100
+    max_field_chars: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 10_000
+
+
+class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     # Upload parts streamed to S3; S3 wants at least 5 MiB for every part but the last.
@@ -59,16 +76,8 @@ class GatewaySettings(ServiceSettings, frozen=True, kw_only=True):
     idempotency_wait_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
 
-class IngestSettings(ServiceSettings, frozen=True, kw_only=True):
+class IngestSettings(CsvSettings, frozen=True, kw_only=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
-    # The limits of one file. Rows are data rows (not the header, not blank lines); past
-    # max_rows the file fails TOO_MANY_ROWS, a header wider than max_columns fails it
-    # TOO_MANY_COLUMNS, and a field longer than max_field_chars makes its row a
-    # FIELD_TOO_LONG row error. Python's csv module refuses fields over 131,072 characters
-    # itself, so a larger max_field_chars could never apply.
-    max_rows: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
-    max_columns: Annotated[int, msgspec.Meta(ge=1)] = 100
-    max_field_chars: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 10_000
 
 
 class SchedulerSettings(ServiceSettings, frozen=True, kw_only=True):

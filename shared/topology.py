@@ -149,7 +149,9 @@ class CONSUMERS:
         durable="ingest",
         filter_subject=Subjects.TX_ACCEPTED,
         service="ingest",
-        ack_wait=60.0,
+        # Short, so the file of an ingest that died is taken up again soon; a live one
+        # holds it however long the file is with in-progress acks every ack_wait / 3.
+        ack_wait=15.0,
     )
     SCHEDULER_INGESTED = ConsumerSpec(
         stream="TX_INGESTED",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 from litestar import MediaType, Response
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
 
 __all__ = [
+    "CODES",
     "ApiError",
     "Code",
+    "CodeSpec",
     "ErrorBody",
     "ErrorDetail",
     "error_responses",
@@ -69,43 +71,119 @@ class Code(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-# The HTTP status of each code: one decision, one place.
-_STATUS: Final[dict[Code, int]] = {
-    Code.VALIDATION_ERROR: 400,
-    # No usable API key: none, malformed, unknown or revoked (one answer for all four).
-    Code.UNAUTHORIZED: 401,
-    # A valid key that may not do this (an admin endpoint, a non-admin key).
-    Code.FORBIDDEN: 403,
-    # Over the key's request rate; Retry-After says when to come back.
-    Code.RATE_LIMITED: 429,
-    Code.NOT_FOUND: 404,
-    Code.METHOD_NOT_ALLOWED: 405,
-    Code.UNSUPPORTED_MEDIA_TYPE: 415,
-    Code.PAYLOAD_TOO_LARGE: 413,
-    Code.TEMPLATE_SYNTAX_ERROR: 400,
+class CodeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    status: int
+    description: str
+
+
+# The HTTP status and the meaning of each code: one decision, one place (docs/errors.md is
+# generated from it by ``error_catalogue``).
+CODES: Final[dict[Code, CodeSpec]] = {
+    Code.VALIDATION_ERROR: CodeSpec(
+        status=400,
+        description=(
+            "A field, query parameter or body that does not follow the documented rules; "
+            "`details.field` names it when there is one."
+        ),
+    ),
+    Code.UNAUTHORIZED: CodeSpec(
+        status=401,
+        description="No usable API key: none, malformed, unknown or revoked (one answer for all).",
+    ),
+    Code.FORBIDDEN: CodeSpec(
+        status=403,
+        description="A valid key that may not do this (an admin endpoint, a non-admin key).",
+    ),
+    Code.RATE_LIMITED: CodeSpec(
+        status=429, description="Over the key's request rate; `Retry-After` says when to come back."
+    ),
+    Code.NOT_FOUND: CodeSpec(status=404, description="No such route."),
+    Code.METHOD_NOT_ALLOWED: CodeSpec(
+        status=405, description="The route exists but not with this HTTP method."
+    ),
+    Code.UNSUPPORTED_MEDIA_TYPE: CodeSpec(
+        status=415, description="A body of a Content-Type the endpoint does not take."
+    ),
+    Code.PAYLOAD_TOO_LARGE: CodeSpec(
+        status=413, description="A request body (other than an uploaded file) over its limit."
+    ),
+    Code.TEMPLATE_SYNTAX_ERROR: CodeSpec(
+        status=400, description="A template whose subject or body does not parse."
+    ),
     # A bad field of the request, not a missing resource at the request's URL.
-    Code.TEMPLATE_NOT_FOUND: 400,
-    Code.TRANSACTION_NOT_FOUND: 404,
-    Code.KEY_NOT_FOUND: 404,
-    Code.INVALID_FORM: 400,
-    Code.MISSING_FILE: 400,
-    Code.EMPTY_FILE: 400,
-    Code.FILE_TOO_LARGE: 413,
-    Code.INVALID_CALLBACK_URL: 400,
-    Code.INVALID_SEND_AT: 400,
-    Code.INVALID_METADATA: 400,
-    # source.s3_uri: no such object; an object outside the tenant's prefix of our bucket.
-    Code.SOURCE_NOT_FOUND: 400,
-    Code.SOURCE_NOT_ALLOWED: 400,
-    Code.INVALID_IDEMPOTENCY_KEY: 400,
-    # The key was used with a different request (fields or file).
-    Code.IDEMPOTENCY_KEY_REUSED: 409,
-    # The key's first request is still being processed; Retry-After says when to try again.
-    Code.IDEMPOTENCY_KEY_IN_USE: 409,
-    Code.INVALID_CURSOR: 400,
-    Code.SERVICE_UNAVAILABLE: 503,
-    Code.INTERNAL_ERROR: 500,
+    Code.TEMPLATE_NOT_FOUND: CodeSpec(
+        status=400,
+        description=(
+            "No template of the tenant with this id: 400 when a submission names it, "
+            "404 at the template's own URL."
+        ),
+    ),
+    Code.TRANSACTION_NOT_FOUND: CodeSpec(
+        status=404, description="No transaction of the tenant with this id."
+    ),
+    Code.KEY_NOT_FOUND: CodeSpec(status=404, description="No API key of the tenant with this id."),
+    Code.INVALID_FORM: CodeSpec(
+        status=400,
+        description=(
+            "A multipart/form-data body that cannot be read: malformed, cut short, too many "
+            "parts, a field too long or not UTF-8."
+        ),
+    ),
+    Code.MISSING_FILE: CodeSpec(status=400, description="A submission form without a `file` part."),
+    Code.EMPTY_FILE: CodeSpec(status=400, description="A submitted file of 0 bytes."),
+    Code.FILE_TOO_LARGE: CodeSpec(
+        status=413,
+        description="A submitted file over the upload limit, `max_upload_bytes` (default 100 MiB).",
+    ),
+    Code.INVALID_CALLBACK_URL: CodeSpec(
+        status=400, description="`callback_url` is not an absolute http or https URL."
+    ),
+    Code.INVALID_SEND_AT: CodeSpec(
+        status=400, description="`send_at` is not an RFC 3339 date-time with a UTC offset."
+    ),
+    Code.INVALID_METADATA: CodeSpec(
+        status=400, description="`metadata` is not an object of string values within its limits."
+    ),
+    Code.SOURCE_NOT_FOUND: CodeSpec(
+        status=400, description="`source.s3_uri` names no object of the bucket."
+    ),
+    Code.SOURCE_NOT_ALLOWED: CodeSpec(
+        status=400,
+        description="`source.s3_uri` names an object outside the tenant's prefix of our bucket.",
+    ),
+    Code.INVALID_IDEMPOTENCY_KEY: CodeSpec(
+        status=400,
+        description="An `Idempotency-Key` that is not 1-255 printable ASCII characters.",
+    ),
+    Code.IDEMPOTENCY_KEY_REUSED: CodeSpec(
+        status=409,
+        description="The `Idempotency-Key` was used with a different request (fields or file).",
+    ),
+    Code.IDEMPOTENCY_KEY_IN_USE: CodeSpec(
+        status=409,
+        description=(
+            "The `Idempotency-Key`'s first request is still being processed; `Retry-After` "
+            "says when to try again."
+        ),
+    ),
+    Code.INVALID_CURSOR: CodeSpec(
+        status=400, description="A `cursor` that is not a `next_cursor` this API gave."
+    ),
+    Code.SERVICE_UNAVAILABLE: CodeSpec(
+        status=503,
+        description=(
+            "A service the gateway depends on is unavailable; try again after `Retry-After`."
+        ),
+    ),
+    Code.INTERNAL_ERROR: CodeSpec(
+        status=500, description="An unexpected error on our side; it is logged."
+    ),
 }
+_STATUS: Final[dict[Code, int]] = {code: spec.status for code, spec in CODES.items()}
+# The same, in the OpenAPI schema (the component ``Code``'s description).
+_CODE_LIST: Final = "\n".join(
+    f"- `{code}` ({spec.status}): {spec.description}" for code, spec in CODES.items()
+)
 
 # Litestar's own HTTP exceptions, by status; any other status keeps it and gets the nearest.
 _CODE_OF_STATUS: Final[dict[int, Code]] = {
@@ -122,7 +200,7 @@ _CODE_OF_STATUS: Final[dict[int, Code]] = {
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
-    code: Code
+    code: Annotated[Code, msgspec.Meta(description=_CODE_LIST)]
     message: str
     details: dict[str, Any] = {}
 

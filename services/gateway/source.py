@@ -5,11 +5,13 @@ A tenant may name only objects of our own bucket under its own prefix,
 ``SOURCE_NOT_ALLOWED``, so an API key cannot point us at another tenant's files or at
 arbitrary buckets. The object is checked with one ``HeadObject``: it must exist
 (``SOURCE_NOT_FOUND``), hold something (``EMPTY_FILE``) and respect the upload limit
-(``FILE_TOO_LARGE``). botocore's errors become ``UpstreamUnavailable`` here.
+(``FILE_TOO_LARGE``). ``read_source`` streams its content (for ``validate_only``).
+botocore's errors become ``UpstreamUnavailable`` here.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -22,11 +24,12 @@ from shared.errors import UpstreamUnavailable
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-__all__ = ["SourceObject", "find_source", "tenant_prefix"]
+__all__ = ["SourceObject", "find_source", "read_source", "tenant_prefix"]
 
 FIELD: Final = "source.s3_uri"
 _SCHEME: Final = "s3://"
 _MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound"})
+_CHUNK_BYTES: Final = 256 * 1024
 
 
 class SourceObject(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,3 +88,15 @@ async def find_source(
     if size == 0:
         raise ApiError(Code.EMPTY_FILE, "the file is empty", details={"field": FIELD})
     return SourceObject(location=location, size=size, etag=head["ETag"])
+
+
+async def read_source(s3: S3Client, location: S3Location) -> AsyncGenerator[bytes, None]:
+    """The object's content, chunk by chunk; use it under ``contextlib.aclosing``."""
+    where = f"s3://{location.bucket}/{location.key}"
+    try:
+        response = await s3.get_object(Bucket=location.bucket, Key=location.key)
+        async with response["Body"] as body:
+            async for chunk in body.iter_chunks(_CHUNK_BYTES):
+                yield chunk
+    except (ClientError, BotoCoreError) as e:
+        raise UpstreamUnavailable(f"reading {where}: {e}") from e

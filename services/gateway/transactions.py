@@ -9,11 +9,17 @@ deduplicated by the server.
 A JSON body names a file already in the bucket instead (``source``); an
 ``Idempotency-Key`` makes a retried submission answer with the first one's transaction
 (see ``idempotency``).
+
+With ``?validate_only=true`` the file goes through ingest's checks instead (``report``), as
+it arrives -- the form's file straight from the request, never stored; a JSON source read
+from S3 -- and the answer is the report: nothing is recorded, published or uploaded, and an
+``Idempotency-Key`` is ignored.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +47,14 @@ from services.gateway.cursor import RowPosition, TimePosition, decode_cursor, en
 from services.gateway.deps import Deps, GatewayDeps, Settings
 from services.gateway.errors import ApiError, Code, error_responses
 from services.gateway.exports import row_errors_csv
-from services.gateway.form import FieldRead, FileData, FileEnded, FileStarted, read_form
+from services.gateway.form import (
+    FieldRead,
+    FileData,
+    FileEnded,
+    FileStarted,
+    FormEvent,
+    read_form,
+)
 from services.gateway.metadata import (
     MAX_KEY_CHARS,
     MAX_KEYS,
@@ -58,7 +71,8 @@ from services.gateway.records import (
     page_transactions,
     utc_now,
 )
-from services.gateway.source import find_source, tenant_prefix
+from services.gateway.report import ValidationReport, check_file
+from services.gateway.source import find_source, read_source, tenant_prefix
 from services.gateway.tenant import Caller, Tenant
 from services.gateway.upload import S3Upload
 from services.gateway.views import (
@@ -117,6 +131,17 @@ ErrorCodeFilter = Annotated[
         pattern=r"^[A-Z_]+$",
     ),
 ]
+ValidateOnly = Annotated[
+    bool,
+    QueryParameter(
+        description=(
+            "Only check the file, as ingest would, and answer 200 with the report: no "
+            "transaction is created, nothing is queued and nothing is stored (a form's file "
+            "is read as it arrives, never uploaded). The form's `template_id` field must "
+            "come before its `file`. An `Idempotency-Key` is ignored."
+        ),
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
@@ -128,7 +153,8 @@ IdempotencyKey = Annotated[
             "content, or JSON body and source object) answers 200 with the first answer's "
             "body and creates nothing; the same key with a different request is 409 "
             "`IDEMPOTENCY_KEY_REUSED`; while the first is still being processed, 409 "
-            "`IDEMPOTENCY_KEY_IN_USE`. Keys are kept 24 hours, per tenant."
+            "`IDEMPOTENCY_KEY_IN_USE`. Keys are kept 24 hours, per tenant. Ignored with "
+            "`validate_only=true`."
         ),
     ),
 ]
@@ -410,7 +436,7 @@ class _Receiver:
             async for event in events:
                 match event:
                     case FieldRead(name=name, value=value):
-                        self._add_field(name, value)
+                        _add_field(self.fields, name, value)
                     case FileStarted(filename=filename):
                         if self.file_seen:
                             raise _field_error(FILE_FIELD, "only one file per submission")
@@ -437,16 +463,89 @@ class _Receiver:
         await self._find_template(submission)
         return submission
 
-    def _add_field(self, name: str, value: str) -> None:
-        if name not in _TEXT_FIELDS:
-            raise _field_error(name, f"unknown form field {name!r}")
-        if name in self.fields:
-            raise _field_error(name, f"form field {name!r} given twice")
-        self.fields[name] = value
-
     async def _find_template(self, submission: _Submission) -> None:
         if self.template is None:
             self.template = await _require_template(self.deps, self.tenant, submission.template_id)
+
+
+def _add_field(fields: dict[str, str], name: str, value: str) -> None:
+    if name not in _TEXT_FIELDS:
+        raise _field_error(name, f"unknown form field {name!r}")
+    if name in fields:
+        raise _field_error(name, f"form field {name!r} given twice")
+    fields[name] = value
+
+
+class _FormCheck:
+    """A ``validate_only`` form: text fields gathered, the file fed to ``check_file`` as it
+    arrives, nothing stored."""
+
+    def __init__(self, deps: GatewayDeps, settings: GatewaySettings, tenant: str) -> None:
+        self.deps = deps
+        self.settings = settings
+        self.tenant = tenant
+        self.fields: dict[str, str] = {}
+        self.size = 0
+        self.report: ValidationReport | None = None
+
+    async def check(self, request: Request[Any, Any, Any]) -> ValidationReport:
+        events = read_form(
+            request.stream(),
+            request.headers.get("content-type"),
+            file_fields=frozenset({FILE_FIELD}),
+        )
+        async with aclosing(events):
+            async for event in events:
+                match event:
+                    case FieldRead(name=name, value=value):
+                        _add_field(self.fields, name, value)
+                    case FileStarted():
+                        if self.report is not None:
+                            raise _field_error(FILE_FIELD, "only one file per submission")
+                        self.report = await self._check_file(events)
+                    case FileData(data=data):
+                        # The rest of a file ``check_file`` stopped reading.
+                        self._count(data)
+                    case FileEnded():
+                        pass
+        if self.report is None:
+            raise ApiError(
+                Code.MISSING_FILE, "the form has no 'file' field", details={"field": FILE_FIELD}
+            )
+        if self.size == 0:
+            raise ApiError(Code.EMPTY_FILE, "the file is empty", details={"field": FILE_FIELD})
+        # The fields after the file are checked as a submission's would be.
+        _check_fields(self.fields)
+        return self.report
+
+    async def _check_file(self, events: AsyncGenerator[FormEvent, None]) -> ValidationReport:
+        if "template_id" not in self.fields:
+            raise _field_error(
+                "template_id", "with validate_only, the template_id field must come before the file"
+            )
+        submission = _check_fields(self.fields)
+        template = await _require_template(self.deps, self.tenant, submission.template_id)
+        chunks = self._file_chunks(events)
+        async with aclosing(chunks):
+            return await check_file(chunks, template.placeholders, self.settings)
+
+    async def _file_chunks(
+        self, events: AsyncGenerator[FormEvent, None]
+    ) -> AsyncGenerator[bytes, None]:
+        """The file's bytes: the form's events up to the end of the file part."""
+        async for event in events:
+            match event:
+                case FileData(data=data):
+                    self._count(data)
+                    yield data
+                case _:
+                    # FileEnded: a part never starts inside another.
+                    return
+
+    def _count(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.settings.max_upload_bytes:
+            raise _too_large(self.settings.max_upload_bytes)
 
 
 def _media_type(request: Request[Any, Any, Any]) -> str:
@@ -512,6 +611,33 @@ async def _read_json(request: Request[Any, Any, Any]) -> _SubmissionInput:
         raise ApiError(Code.VALIDATION_ERROR, f"invalid submission: {e}") from e
     except msgspec.DecodeError as e:
         raise ApiError(Code.VALIDATION_ERROR, f"malformed JSON: {e}") from e
+
+
+async def _check_form(
+    request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
+) -> ValidationReport:
+    announced = request.content_length
+    if announced is not None and announced > settings.max_upload_bytes + _FORM_OVERHEAD:
+        raise _too_large(settings.max_upload_bytes)
+    return await _FormCheck(deps, settings, tenant).check(request)
+
+
+async def _check_json(
+    request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
+) -> ValidationReport:
+    body = await _read_json(request)
+    submission = _check_input(body)
+    template = await _require_template(deps, tenant, submission.template_id)
+    found = await find_source(
+        deps.s3,
+        body.source.s3_uri,
+        bucket=settings.s3_bucket,
+        tenant=tenant,
+        max_bytes=settings.max_upload_bytes,
+    )
+    chunks = read_source(deps.s3, found.location)
+    async with aclosing(chunks):
+        return await check_file(chunks, template.placeholders, settings)
 
 
 async def _receive_json(
@@ -623,17 +749,20 @@ class TransactionController(Controller):
             "a file already in the bucket: `template_id`, `source.s3_uri`, optional "
             "`callback_url`, `schedule.send_at` and `metadata`. Processing continues "
             "asynchronously. With an `Idempotency-Key`, a repeated submission answers 200 "
-            "with the first one's body."
+            "with the first one's body. With `validate_only=true`, either kind answers 200 "
+            "with a validation report instead, and creates nothing."
         ),
         # The form is read as a stream; its limits are enforced while reading.
         request_max_body_size=None,
         operation_class=_SubmissionOperation,
         responses={
             HTTP_200_OK: ResponseSpec(
-                data_container=TransactionAccepted,
+                # Litestar documents a union as oneOf; its annotation asks for one type.
+                data_container=TransactionAccepted | ValidationReport,  # type: ignore[arg-type]
                 description=(
-                    "A repeat of an earlier submission with the same Idempotency-Key: "
-                    "its transaction, with the body the first answer had"
+                    "With `validate_only=true`: the `ValidationReport` of the file, nothing "
+                    "created. Otherwise a repeat of an earlier submission with the same "
+                    "Idempotency-Key: its transaction, with the body the first answer had"
                 ),
                 generate_examples=False,
             ),
@@ -665,7 +794,12 @@ class TransactionController(Controller):
         tenant: Tenant,
         caller: Caller,
         idempotency_key: IdempotencyKey = None,
-    ) -> Response[TransactionAccepted]:
+        validate_only: ValidateOnly = False,
+    ) -> Response[TransactionAccepted | ValidationReport]:
+        if validate_only:
+            return Response(
+                await _validate(request, deps, settings, tenant), status_code=HTTP_200_OK
+            )
         key = idempotency.check_key(idempotency_key)
         transaction_id = uuid.uuid4().hex
         with structlog.contextvars.bound_contextvars(transaction_id=transaction_id):
@@ -822,6 +956,25 @@ class TransactionController(Controller):
     ) -> TransactionProgress:
         tx = await _existing(deps, tenant, transaction_id)
         return compute_progress(tx, datetime.now(UTC))
+
+
+async def _validate(
+    request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
+) -> ValidationReport:
+    json = _media_type(request) == _JSON
+    if json:
+        report = await _check_json(request, deps, settings, tenant)
+    else:
+        report = await _check_form(request, deps, settings, tenant)
+    log.info(
+        "file validated",
+        source="s3_uri" if json else "upload",
+        valid=report.valid,
+        rows=report.rows.total,
+        invalid=report.rows.invalid,
+        file_error=None if report.file_error is None else report.file_error.code,
+    )
+    return report
 
 
 async def _existing(deps: GatewayDeps, tenant: str, transaction_id: str) -> Transaction:

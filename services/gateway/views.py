@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from services.gateway.error_catalogue import RowCode
+from services.ingest.validation import RowErrorCode
 from shared.documents import RowError, Transaction
 from shared.status import MessageStatus, TxStatus
 
@@ -88,7 +90,7 @@ class RowErrorDetails(msgspec.Struct, frozen=True, kw_only=True):
 class RowErrorItem(msgspec.Struct, frozen=True, kw_only=True):
     """The seed's row error shape."""
 
-    code: str
+    code: RowCode
     message: str
     details: RowErrorDetails
     recovery_action: str
@@ -140,7 +142,8 @@ def transaction_view(tx: Transaction) -> TransactionView:
 
 def row_error_item(error: RowError) -> RowErrorItem:
     return RowErrorItem(
-        code=error.code,
+        # Stored codes are the enum's, and codes are only ever added.
+        code=RowErrorCode(error.code),
         message=error.message,
         details=RowErrorDetails(
             row=error.row,

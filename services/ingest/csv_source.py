@@ -20,7 +20,7 @@ import codecs
 import csv
 import itertools
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Final
 
 import msgspec
@@ -161,7 +161,7 @@ class _Parser:
 
 async def read_records(
     chunks: AsyncIterator[bytes], *, max_record_chars: int = MAX_RECORD_CHARS
-) -> AsyncIterator[Record]:
+) -> AsyncGenerator[Record, None]:
     """Yield every record of a UTF-8 CSV file, the header first (row 1).
 
     Raises ``InputError`` for bytes that are not UTF-8, a NUL character (UTF-16 text

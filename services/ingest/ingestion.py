@@ -34,6 +34,8 @@ from services.ingest.validation import (
     RowChecker,
     ValidRow,
     missing_columns,
+    missing_columns_error,
+    no_valid_rows_error,
     read_header,
 )
 from shared.actor import Actor
@@ -121,12 +123,8 @@ class IngestActor(Actor[TxAccepted]):
             )
             absent = missing_columns(header, template.placeholders)
             if absent:
-                await self._fail(
-                    tx,
-                    FileErrorCode.MISSING_PLACEHOLDER_COLUMN,
-                    f"the template uses {', '.join(absent)} but the file has no such column",
-                    {"columns": absent},
-                )
+                missing = missing_columns_error(absent)
+                await self._fail(tx, missing.code, str(missing), missing.details)
                 return
             # One checker for the whole file, from its first row: a re-run after a crash
             # re-reads the file from the start and so finds the same duplicates.
@@ -154,12 +152,8 @@ class IngestActor(Actor[TxAccepted]):
         await batch.flush()
         await batch.drain()
         if batch.total == 0:
-            await self._fail(
-                tx,
-                FileErrorCode.NO_VALID_ROWS,
-                "no row of the file can be sent",
-                {"invalid": batch.invalid},
-            )
+            none_valid = no_valid_rows_error(batch.invalid)
+            await self._fail(tx, none_valid.code, str(none_valid), none_valid.details)
             return
         # Set once: a second pass after a crash must not reset counters the sender has
         # started to move.

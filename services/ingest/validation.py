@@ -6,8 +6,9 @@ become ``RowError`` documents and the row becomes no message. Every row error co
 ``RowErrorCode``, every header error code in ``HeaderErrorCode``, every other file error code
 in ``FileErrorCode``.
 
-The limits (rows, columns, field length) are ``IngestSettings``'; the functions here take
-them as arguments and default to the settings' defaults.
+The limits (rows, columns, field length) are ``CsvSettings``', shared by ingest and the
+gateway's ``validate_only``; the functions here take them as arguments and default to the
+settings' defaults.
 
 Email syntax is email-validator's, syntax only, decided at ~10x its speed (``normalize_email``):
 an address of the common shape -- an ASCII dot-atom before the ``@``, letters, digits, dots
@@ -42,13 +43,16 @@ from email_validator.rfc_constants import (
 
 from shared.documents import RowError
 from shared.errors import InputError
-from shared.settings import IngestSettings
+from shared.settings import CsvSettings
 
 if TYPE_CHECKING:
     from services.ingest.csv_source import Record
 
 __all__ = [
     "EMAIL_COLUMN",
+    "FILE_ERRORS",
+    "HEADER_ERRORS",
+    "ROW_ERRORS",
     "FileError",
     "FileErrorCode",
     "Header",
@@ -59,6 +63,8 @@ __all__ = [
     "RowErrorCode",
     "ValidRow",
     "missing_columns",
+    "missing_columns_error",
+    "no_valid_rows_error",
     "normalize_column",
     "normalize_email",
     "parse_header",
@@ -76,15 +82,30 @@ _CASE_INSENSITIVE_MAILBOXES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 # Distinct domains remembered; a file has far fewer, and each entry is ~0.3 kB.
 _DOMAIN_MEMO: Final = 4096
 # The production limits: the settings' defaults, decided there.
-_LIMITS: Final = IngestSettings()
+_LIMITS: Final = CsvSettings()
 # How much of an over-long field a row error repeats in its ``value``.
 _VALUE_PREVIEW: Final = 100
 
 
 class HeaderErrorCode(StrEnum):
+    """Why a file's header row cannot be used: the whole file is refused."""
+
     MISSING_EMAIL_COLUMN = "MISSING_EMAIL_COLUMN"
     DUPLICATE_COLUMN = "DUPLICATE_COLUMN"
     EMPTY_COLUMN_NAME = "EMPTY_COLUMN_NAME"
+
+
+# What each code means, for docs/errors.md and the OpenAPI schema (``error_catalogue``).
+HEADER_ERRORS: Final[dict[HeaderErrorCode, str]] = {
+    HeaderErrorCode.MISSING_EMAIL_COLUMN: (
+        "The header row has no `email` column (names are compared case- and space-insensitively)."
+    ),
+    HeaderErrorCode.DUPLICATE_COLUMN: (
+        "Two columns of the header row have the same name once normalized "
+        "(`First Name` and `first_name` are the same)."
+    ),
+    HeaderErrorCode.EMPTY_COLUMN_NAME: "A column of the header row has no name.",
+}
 
 
 class FileErrorCode(StrEnum):
@@ -98,13 +119,56 @@ class FileErrorCode(StrEnum):
     NO_VALID_ROWS = "NO_VALID_ROWS"
 
 
+FILE_ERRORS: Final[dict[FileErrorCode, str]] = {
+    FileErrorCode.CSV_PARSING_ERROR: (
+        "The file cannot be read as CSV: not UTF-8 text (UTF-16 included), a NUL character, "
+        "a quoted field never closed, or a record longer than the parser allows."
+    ),
+    FileErrorCode.EMPTY_FILE: "The file has no header row: it is empty or only blank lines.",
+    FileErrorCode.TOO_MANY_COLUMNS: (
+        f"The header row has more columns than `max_columns` (default {_LIMITS.max_columns:,})."
+    ),
+    FileErrorCode.TOO_MANY_ROWS: (
+        f"The file has more data rows than `max_rows` (default {_LIMITS.max_rows:,}); blank "
+        "lines do not count."
+    ),
+    FileErrorCode.MISSING_PLACEHOLDER_COLUMN: (
+        "The template uses a placeholder that no column of the file provides."
+    ),
+    FileErrorCode.NO_VALID_ROWS: "Every data row of the file is in error: nothing to send.",
+}
+
+
 class RowErrorCode(StrEnum):
+    """Why one row of a file did not become a message; the other rows are not affected."""
+
     FIELD_COUNT_MISMATCH = "FIELD_COUNT_MISMATCH"
     MISSING_EMAIL = "MISSING_EMAIL"
     INVALID_EMAIL = "INVALID_EMAIL"
     MISSING_PLACEHOLDER_VALUE = "MISSING_PLACEHOLDER_VALUE"
     DUPLICATE_RECIPIENT = "DUPLICATE_RECIPIENT"
     FIELD_TOO_LONG = "FIELD_TOO_LONG"
+
+
+ROW_ERRORS: Final[dict[RowErrorCode, str]] = {
+    RowErrorCode.FIELD_COUNT_MISMATCH: (
+        "The row has more or fewer fields than the header has columns (often a value "
+        "containing the separator without quotes)."
+    ),
+    RowErrorCode.MISSING_EMAIL: "The row's email field is empty.",
+    RowErrorCode.INVALID_EMAIL: (
+        "The row's email address is not valid by email-validator's syntax rules (no DNS "
+        "lookup is made)."
+    ),
+    RowErrorCode.MISSING_PLACEHOLDER_VALUE: ("A column the template uses is empty in this row."),
+    RowErrorCode.DUPLICATE_RECIPIENT: (
+        "An earlier row of the file has the same address (after normalization); the first row wins."
+    ),
+    RowErrorCode.FIELD_TOO_LONG: (
+        f"A field of the row is longer than `max_field_chars` (default {_LIMITS.max_field_chars:,} "
+        "characters)."
+    ),
+}
 
 
 class FileError(InputError):
@@ -214,6 +278,20 @@ async def read_header(
 def missing_columns(header: Header, placeholders: Collection[str]) -> list[str]:
     """The template's placeholders that no column provides, sorted: a file-level problem."""
     return sorted(set(placeholders).difference(header.columns))
+
+
+def missing_columns_error(absent: Collection[str]) -> FileError:
+    """The file error of a file lacking the columns ``absent`` (``missing_columns``)."""
+    return FileError(
+        FileErrorCode.MISSING_PLACEHOLDER_COLUMN,
+        f"the template uses {', '.join(absent)} but the file has no such column",
+        columns=list(absent),
+    )
+
+
+def no_valid_rows_error(invalid: int) -> FileError:
+    """The file error of a file whose rows, ``invalid`` of them, are all in error."""
+    return FileError(FileErrorCode.NO_VALID_ROWS, "no row of the file can be sent", invalid=invalid)
 
 
 def validate_row(

@@ -8,6 +8,7 @@ import pytest
 
 from shared import settings as settings_module
 from shared.settings import (
+    CsvSettings,
     GatewaySettings,
     IngestSettings,
     SchedulerSettings,
@@ -20,6 +21,7 @@ from shared.settings import (
 
 ALL_KINDS: tuple[type[ServiceSettings], ...] = (
     ServiceSettings,
+    CsvSettings,
     GatewaySettings,
     IngestSettings,
     SchedulerSettings,
