@@ -23,10 +23,12 @@ __all__ = [
     "S3Location",
     "StatusEntry",
     "StoredRowError",
+    "Suppression",
     "Template",
     "Transaction",
     "from_document",
     "message_id",
+    "suppression_id",
     "to_document",
 ]
 
@@ -118,6 +120,21 @@ class StoredRowError(msgspec.Struct, frozen=True, kw_only=True):
     error: RowError
     # The row's fields as they were in the file, so the row can be fixed and resubmitted.
     fields: list[str] = []
+
+
+class Suppression(msgspec.Struct, frozen=True, kw_only=True):
+    """An address a tenant must not mail (a permanent bounce, a complaint, a request)."""
+
+    id: str = msgspec.field(name="_id")  # suppression_id(tenant, email)
+    tenant: str
+    email: str
+    reason: str
+    created_at: datetime
+
+
+def suppression_id(tenant: str, email: str) -> str:
+    """Addressed by ``_id``: a batch's addresses are looked up with one ``$in``."""
+    return f"{tenant}:{email.lower()}"
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):

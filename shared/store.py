@@ -27,6 +27,7 @@ class Collections:
     DEAD_LETTERS = "dead_letters"
     API_KEYS = "api_keys"
     IDEMPOTENCY_KEYS = "idempotency_keys"
+    SUPPRESSIONS = "suppressions"
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -89,6 +90,10 @@ class Store:
     @property
     def api_keys(self) -> AsyncCollection[Document]:
         return self.db[Collections.API_KEYS]
+
+    @property
+    def suppressions(self) -> AsyncCollection[Document]:
+        return self.db[Collections.SUPPRESSIONS]
 
     @property
     def idempotency_keys(self) -> AsyncCollection[Document]:

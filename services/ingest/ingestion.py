@@ -17,6 +17,7 @@ its counters were set is always ingest's: until then no other service has seen i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from shared.documents import (
     Transaction,
     from_document,
     message_id,
+    suppression_id,
     to_document,
 )
 from shared.errors import InputError, UpstreamUnavailable
@@ -68,6 +70,7 @@ log = structlog.get_logger("ingest")
 
 _DUPLICATE_KEY = 11000
 _CHUNK_BYTES = 256 * 1024
+_PROGRESS_SECONDS = 0.5
 
 
 class IngestActor(Actor[TxAccepted]):
@@ -149,7 +152,7 @@ class IngestActor(Actor[TxAccepted]):
             await batch.drain()
             await self._fail(tx, FileErrorCode.CSV_PARSING_ERROR, str(e), {}, written=batch.number)
             return
-        await batch.flush()
+        await batch.flush(last=True)
         await batch.drain()
         if batch.total == 0:
             none_valid = no_valid_rows_error(batch.invalid)
@@ -163,8 +166,11 @@ class IngestActor(Actor[TxAccepted]):
                 "$set": {
                     "counters.total": batch.total,
                     "counters.invalid": batch.invalid,
-                    "counters.dispatched": 0,
-                    f"counters.{pending.lower()}": batch.total,
+                    # Suppressed messages are settled here: the sender has nothing to do
+                    # for them, and the transaction is SENT when the rest are dispatched.
+                    "counters.dispatched": batch.suppressed,
+                    "counters.suppressed": batch.suppressed,
+                    f"counters.{pending.lower()}": batch.total - batch.suppressed,
                     "batches": batch.number,
                     "updated_at": datetime.now(UTC),
                 }
@@ -174,6 +180,7 @@ class IngestActor(Actor[TxAccepted]):
             "ingested",
             total=batch.total,
             invalid=batch.invalid,
+            suppressed=batch.suppressed,
             batches=batch.number,
             store_commands=self.store.commands.count - commands_before,
         )
@@ -256,7 +263,10 @@ class _BatchWriter:
         self.number = 0
         self.total = 0
         self.invalid = 0
+        # Messages to an address on the tenant's suppression list: stored, never sent.
+        self.suppressed = 0
         self._writing: asyncio.Task[None] | None = None
+        self._reported = time.monotonic()
 
     async def add(self, result: ValidRow | RowError, fields: list[str]) -> None:
         """One checked row; ``fields`` are its values as in the file (kept with an error)."""
@@ -277,48 +287,26 @@ class _BatchWriter:
         if len(self.rows) >= self.batch_size or len(self.errors) >= self.batch_size:
             await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, *, last: bool = False) -> None:
         """Hand what is collected to the store and go on reading while it is written.
 
         One write is in flight at a time: the next flush (or ``drain``) waits for it, so
-        memory stays bounded by two batches and a write error surfaces at once.
+        memory stays bounded by two batches and a write error surfaces at once. Progress
+        is reported at most every ``_PROGRESS_SECONDS`` (and at the end), not per batch.
         """
         await self.drain()
-        messages: list[dict[str, Any]] = []
-        batch: dict[str, Any] | None = None
-        if self.rows:
-            now = datetime.now(UTC)
-            messages = [
-                to_document(
-                    Message(
-                        id=message_id(self.tx.id, row.row),
-                        transaction_id=self.tx.id,
-                        tenant=self.tx.tenant,
-                        batch=self.number,
-                        row=row.row,
-                        email=row.email,
-                        data=row.data,
-                        status=self.pending,
-                        send_at=self.tx.send_at,
-                        updated_at=now,
-                    )
-                )
-                for row in self.rows
-            ]
-            batch = to_document(
-                Batch(
-                    id=f"{self.tx.id}:{self.number}",
-                    transaction_id=self.tx.id,
-                    number=self.number,
-                    rows=[row.row for row in self.rows],
-                )
-            )
+        rows, self.rows = self.rows, []
+        number = self.number
+        if rows:
             self.number += 1
-            self.rows = []
         errors = [to_document(e) for e in self.errors]
         self.errors = []
-        progress = {"valid": self.total, "invalid": self.invalid}
-        self._writing = asyncio.create_task(self._write(batch, messages, errors, progress))
+        progress: dict[str, int] | None = None
+        now = time.monotonic()
+        if last or now - self._reported >= _PROGRESS_SECONDS:
+            progress = {"valid": self.total, "invalid": self.invalid}
+            self._reported = now
+        self._writing = asyncio.create_task(self._write(number, rows, errors, progress))
 
     async def drain(self) -> None:
         """Wait for the write in flight, if any; its error, if any, is raised here."""
@@ -328,26 +316,68 @@ class _BatchWriter:
 
     async def _write(
         self,
-        batch: dict[str, Any] | None,
-        messages: list[dict[str, Any]],
+        number: int,
+        rows: list[ValidRow],
         errors: list[dict[str, Any]],
-        progress: dict[str, int],
+        progress: dict[str, int] | None,
     ) -> None:
         async def batch_then_messages() -> None:
-            if batch is not None:
-                # The batch first: a rollback finds a batch's messages through it, so no
-                # message may exist without its batch document.
-                await _insert_new(self.store.batches, [batch])
-                await _insert_new(self.store.messages, messages)
+            if not rows:
+                return
+            suppressed = await self._suppressed(rows)
+            self.suppressed += len(suppressed)
+            batch = Batch(
+                id=f"{self.tx.id}:{number}",
+                transaction_id=self.tx.id,
+                number=number,
+                rows=[row.row for row in rows],
+            )
+            # The batch first: a rollback finds a batch's messages through it, so no
+            # message may exist without its batch document.
+            await _insert_new(self.store.batches, [to_document(batch)])
+            await _insert_new(self.store.messages, self._messages(number, rows, suppressed))
 
         async def errors_and_progress() -> None:
             if errors:
                 await _insert_new(self.store.row_errors, errors)
-            await self.store.transactions.update_one(
-                {"_id": self.tx.id}, {"$set": {"ingest_progress": progress}}
-            )
+            if progress is not None:
+                await self.store.transactions.update_one(
+                    {"_id": self.tx.id}, {"$set": {"ingest_progress": progress}}
+                )
 
         await asyncio.gather(batch_then_messages(), errors_and_progress())
+
+    async def _suppressed(self, rows: list[ValidRow]) -> set[str]:
+        """The suppression ids, among these rows' addresses, on the tenant's list."""
+        ids = [suppression_id(self.tx.tenant, row.email) for row in rows]
+        found = self.store.suppressions.find({"_id": {"$in": ids}}, {"_id": 1})
+        return {str(doc["_id"]) async for doc in found}
+
+    def _messages(
+        self, number: int, rows: list[ValidRow], suppressed: set[str]
+    ) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        return [
+            to_document(
+                Message(
+                    id=message_id(self.tx.id, row.row),
+                    transaction_id=self.tx.id,
+                    tenant=self.tx.tenant,
+                    batch=number,
+                    row=row.row,
+                    email=row.email,
+                    data=row.data,
+                    status=(
+                        MessageStatus.SUPPRESSED
+                        if suppression_id(self.tx.tenant, row.email) in suppressed
+                        else self.pending
+                    ),
+                    send_at=self.tx.send_at,
+                    updated_at=now,
+                )
+            )
+            for row in rows
+        ]
 
 
 async def _insert_new(

@@ -17,9 +17,11 @@ from shared.aws import open_s3
 from shared.documents import (
     S3Location,
     StatusEntry,
+    Suppression,
     Template,
     Transaction,
     from_document,
+    suppression_id,
     to_document,
 )
 from shared.events import TxAccepted, TxIngested, decoder
@@ -116,7 +118,13 @@ async def test_rows_become_messages_batches_and_errors(
 
     after = await load_transaction(runtime.store, tx.id)
     assert after.status == TxStatus.PROCESSING
-    assert after.counters == {"total": 4, "invalid": 2, "dispatched": 0, "ready_to_send": 4}
+    assert after.counters == {
+        "total": 4,
+        "invalid": 2,
+        "dispatched": 0,
+        "suppressed": 0,
+        "ready_to_send": 4,
+    }
     assert after.ingest_progress == {"valid": 4, "invalid": 2}
     assert after.batches == 2
     messages = sorted(await docs(runtime, "messages", tx.id), key=lambda m: m["row"])
@@ -386,3 +394,32 @@ async def test_errors_are_written_as_they_come_in_a_mostly_invalid_file(
     assert (after.counters["total"], after.counters["invalid"]) == (1, 7)
     errors = sorted(await docs(runtime, "row_errors", tx.id), key=lambda e: e["error"]["row"])
     assert [e["fields"] for e in errors] == [[f"bad{n}", "N"] for n in range(7)]
+
+
+async def test_suppressed_addresses_become_suppressed_messages(
+    runtime: Runtime, s3: S3Client, ingest: IngestActor, stack_info: StackInfo
+) -> None:
+    now = datetime.now(UTC)
+    for tenant, email in (("t", "C@example.org"), ("other-tenant", "a@example.org")):
+        suppression = Suppression(
+            id=suppression_id(tenant, email),
+            tenant=tenant,
+            email=email,
+            reason="bounce",
+            created_at=now,
+        )
+        await runtime.store.suppressions.insert_one(to_document(suppression))
+    tx = await submit(runtime, s3, stack_info.s3_bucket, CSV)
+
+    await ingest.handle(TxAccepted(transaction_id=tx.id))
+
+    after = await load_transaction(runtime.store, tx.id)
+    # Another tenant's list does not apply; this tenant's does, whatever the case.
+    statuses = {m["email"]: m["status"] for m in await docs(runtime, "messages", tx.id)}
+    assert statuses["c@example.org"] == "SUPPRESSED"
+    assert statuses["a@example.org"] == "READY_TO_SEND"
+    assert after.counters["total"] == 4
+    assert after.counters["suppressed"] == 1
+    assert after.counters["ready_to_send"] == 3
+    # Settled already: the transaction is SENT once the other three are dispatched.
+    assert after.counters["dispatched"] == 1
