@@ -419,7 +419,7 @@ class _Receiver:
         try:
             submission = await self._read(request)
             if self.upload.size == 0:
-                raise ApiError(Code.EMPTY_FILE, "the file is empty", details={"field": FILE_FIELD})
+                raise _empty_file()
             await self.upload.complete()
         except BaseException:
             await self.upload.abort()
@@ -427,11 +427,7 @@ class _Receiver:
         return submission
 
     async def _read(self, request: Request[Any, Any, Any]) -> _Submission:
-        events = read_form(
-            request.stream(),
-            request.headers.get("content-type"),
-            file_fields=frozenset({FILE_FIELD}),
-        )
+        events = _form_events(request)
         async with aclosing(events):
             async for event in events:
                 match event:
@@ -447,18 +443,12 @@ class _Receiver:
                             await self._find_template(_check_fields(self.fields))
                     case FileData(data=data):
                         if self.upload.size + len(data) > self.settings.max_upload_bytes:
-                            raise ApiError(
-                                Code.FILE_TOO_LARGE,
-                                f"the file is larger than {self.settings.max_upload_bytes} bytes",
-                                details={"max_bytes": self.settings.max_upload_bytes},
-                            )
+                            raise _too_large(self.settings.max_upload_bytes)
                         await self.upload.write(data)
                     case FileEnded():
                         pass
         if not self.file_seen:
-            raise ApiError(
-                Code.MISSING_FILE, "the form has no 'file' field", details={"field": FILE_FIELD}
-            )
+            raise _missing_file()
         submission = _check_fields(self.fields)
         await self._find_template(submission)
         return submission
@@ -489,11 +479,7 @@ class _FormCheck:
         self.report: ValidationReport | None = None
 
     async def check(self, request: Request[Any, Any, Any]) -> ValidationReport:
-        events = read_form(
-            request.stream(),
-            request.headers.get("content-type"),
-            file_fields=frozenset({FILE_FIELD}),
-        )
+        events = _form_events(request)
         async with aclosing(events):
             async for event in events:
                 match event:
@@ -509,11 +495,9 @@ class _FormCheck:
                     case FileEnded():
                         pass
         if self.report is None:
-            raise ApiError(
-                Code.MISSING_FILE, "the form has no 'file' field", details={"field": FILE_FIELD}
-            )
+            raise _missing_file()
         if self.size == 0:
-            raise ApiError(Code.EMPTY_FILE, "the file is empty", details={"field": FILE_FIELD})
+            raise _empty_file()
         # The fields after the file are checked as a submission's would be.
         _check_fields(self.fields)
         return self.report
@@ -558,6 +542,25 @@ def _media_type(request: Request[Any, Any, Any]) -> str:
             details={"content_type": content_type},
         )
     return media_type
+
+
+def _form_events(request: Request[Any, Any, Any]) -> AsyncGenerator[FormEvent, None]:
+    """A multipart submission's parts as they stream in; only ``file`` is a file."""
+    return read_form(
+        request.stream(),
+        request.headers.get("content-type"),
+        file_fields=frozenset({FILE_FIELD}),
+    )
+
+
+def _missing_file() -> ApiError:
+    return ApiError(
+        Code.MISSING_FILE, "the form has no 'file' field", details={"field": FILE_FIELD}
+    )
+
+
+def _empty_file() -> ApiError:
+    return ApiError(Code.EMPTY_FILE, "the file is empty", details={"field": FILE_FIELD})
 
 
 def _too_large(max_bytes: int) -> ApiError:
