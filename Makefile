@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench chaos clean
 
 run: $(STAMP)
 	$(BIN)/email-platform up
@@ -23,6 +23,13 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_parse
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.schedule
+	$(BIN)/python -m bench.sesim
+	$(BIN)/python -m bench.send
+
+# The sender crash test, 20 campaigns instead of the one `make test` runs.
+chaos: $(STAMP)
+	CHAOS_TRIALS=20 $(BIN)/pytest tests/integration/test_sender_crash.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

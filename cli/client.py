@@ -70,6 +70,14 @@ class PlatformClient:
     def errors(self, transaction_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/transactions/{transaction_id}/errors"))
 
+    def cancel(self, transaction_id: str) -> dict[str, Any]:
+        return self._json(self.http.post(f"/transactions/{transaction_id}/cancel"))
+
+    def reschedule(self, transaction_id: str, send_at: str) -> dict[str, Any]:
+        return self._json(
+            self.http.post(f"/transactions/{transaction_id}/reschedule", json={"send_at": send_at})
+        )
+
     def wait(
         self,
         transaction_id: str,

@@ -154,6 +154,44 @@ def status(
     _print_counts(record)
 
 
+@app.command()
+def cancel(
+    transaction_id: str, gateway: GatewayOption = None, api_key: ApiKeyOption = None
+) -> None:
+    """Cancel what a transaction has not sent yet."""
+    with PlatformClient(_gateway(gateway), api_key=_api_key(api_key)) as client:
+        try:
+            record = client.cancel(transaction_id)
+        except ApiError as e:
+            console.print(f"[red]{e}[/]")
+            raise typer.Exit(1) from e
+    console.print(
+        f"{transaction_id}: cancel requested at {record['cancel_requested_at']} "
+        f"(now {record['status']}; CANCELLED once sends in flight end)"
+    )
+
+
+@app.command()
+def reschedule(
+    transaction_id: str,
+    send_at: Annotated[str, typer.Argument(help="RFC 3339 time with offset: the first slot's.")],
+    gateway: GatewayOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Move a SCHEDULED transaction: its first slot to SEND_AT, the others alike."""
+    with PlatformClient(_gateway(gateway), api_key=_api_key(api_key)) as client:
+        try:
+            record = client.reschedule(transaction_id, send_at)
+        except ApiError as e:
+            console.print(f"[red]{e}[/]")
+            raise typer.Exit(1) from e
+    schedule = record["schedule"] or {}
+    console.print(
+        f"{transaction_id}: {record['status']}, first slot at {schedule.get('first_slot_at')}, "
+        f"last at {schedule.get('last_slot_at')}"
+    )
+
+
 def _send(
     gateway: str,
     api_key: str,

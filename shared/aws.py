@@ -36,10 +36,21 @@ async def open_sqs(stack: AsyncExitStack, settings: ServiceSettings) -> SQSClien
 
 
 async def open_sesv2(
-    stack: AsyncExitStack, settings: ServiceSettings, endpoint_url: str | None
+    stack: AsyncExitStack,
+    settings: ServiceSettings,
+    endpoint_url: str | None,
+    *,
+    read_timeout: float = 10.0,
+    connections: int = 64,
 ) -> SESV2Client:
     # SES retries are ours (classified at the adapter), not botocore's.
-    config = _CONFIG.merge(AioConfig(retries={"max_attempts": 1, "mode": "standard"}))
+    config = _CONFIG.merge(
+        AioConfig(
+            retries={"max_attempts": 1, "mode": "standard"},
+            read_timeout=read_timeout,
+            max_pool_connections=connections,
+        )
+    )
     client: SESV2Client = await _open(
         stack, "sesv2", settings, endpoint_url or settings.aws_endpoint_url, config
     )

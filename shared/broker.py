@@ -46,6 +46,13 @@ class Broker:
         except (NatsError, TimeoutError) as e:
             raise BrokerUnavailable(f"publish to {subject} failed: {e!r}") from e
 
+    async def purge(self, stream: str, subject: str) -> None:
+        """Remove every message of ``stream`` on ``subject`` (wildcards allowed)."""
+        try:
+            await self.js.purge_stream(stream, subject=subject)
+        except (NatsError, TimeoutError) as e:
+            raise BrokerUnavailable(f"purge of {subject} in {stream} failed: {e!r}") from e
+
     async def close(self) -> None:
         """Drain (deliver what is buffered, then close); if the server is gone, just close:
         a service told to stop must stop even when NATS stopped first."""

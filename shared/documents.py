@@ -21,6 +21,9 @@ __all__ = [
     "Message",
     "RowError",
     "S3Location",
+    "Schedule",
+    "SendReceipt",
+    "Slot",
     "StatusEntry",
     "StoredRowError",
     "Suppression",
@@ -46,6 +49,21 @@ class StatusEntry(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = {}
 
 
+class Schedule(msgspec.Struct, frozen=True, kw_only=True):
+    """When a transaction's slots fire (``Slot``): set by ingest with the counters, moved by
+    reschedules. The times are the slots' own, before ``shift_seconds``."""
+
+    # Slots of the file, the immediate one ("now") included.
+    slots: int
+    # The fire times of the first and the last slot that waits for a time; None when none does.
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    # Each reschedule adds one: a schedule message of an older generation is stale.
+    generation: int = 0
+    # Every waiting slot fires this much later than ingest planned (the reschedules' sum).
+    shift_seconds: float = 0.0
+
+
 class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str = msgspec.field(name="_id")
     tenant: str
@@ -69,6 +87,9 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     failure: dict[str, Any] | None = None
     # The submitting key's mode: "test" sends nothing real. Absent (omitted default) is "live".
     mode: str = "live"
+    # Set once by POST .../cancel; the scheduler cancels what waits, ``settle`` ends it.
+    cancel_requested_at: datetime | None = None
+    schedule: Schedule | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -86,8 +107,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     attempts: int = 0
     attempt_id: str | None = None
     lease_until: datetime | None = None
-    # Absent until SES accepts the mail: the unique index on it is sparse.
-    ses_message_id: str | None = None
+    # A lost attempt's message is decided once the tracker has read SES's events up to
+    # this sequence of the events stream (its Send event, if SES has the mail, is before).
+    resolve_after_seq: int | None = None
     last_error: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     updated_at: datetime | None = None
@@ -144,6 +166,28 @@ class Batch(msgspec.Struct, frozen=True, kw_only=True):
     transaction_id: str
     number: int
     rows: list[int]
+    # The slot all of its rows are due in (``Slot.slot``); None in documents older than slots.
+    slot: str | None = None
+
+
+class Slot(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The rows of a transaction due in the same minute, or due at once: one schedule.
+
+    Written by ingest with the batches; the scheduler publishes one schedule message per
+    slot that waits for a time and, when it fires, releases its batches and records when.
+    """
+
+    id: str = msgspec.field(name="_id")  # "<transaction>:<slot>"
+    transaction_id: str
+    # The UTC minute its rows are due in, "20300131T0900Z", or "now" for the rows due at once.
+    slot: str
+    # Never before any of its rows' send_at: the latest of them, rounded up to the second
+    # (before the transaction's ``schedule.shift_seconds``).
+    fire_at: datetime
+    batches: list[int]
+    # Set by the scheduler once its batches are released.
+    fired_at: datetime | None = None
+    lateness_seconds: float | None = None
 
 
 class Template(msgspec.Struct, frozen=True, kw_only=True):
@@ -154,6 +198,9 @@ class Template(msgspec.Struct, frozen=True, kw_only=True):
     html: str | None = None
     text: str | None = None
     placeholders: list[str]
+    # Bulk mail (newsletters, offers): every mail carries one-click unsubscribe headers
+    # (RFC 8058), as Gmail and Yahoo require of bulk senders. Absent in older documents: False.
+    marketing: bool = False
     created_at: datetime
 
 
@@ -169,7 +216,13 @@ class CallbackAttempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     at: datetime
 
 
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Work that could not be done, kept for manual review.
+
+    ``kind`` "job" is a NATS message (``stream_seq``, ``deliveries``, its payload);
+    "message" is one recipient whose sends exhausted their retries (``message_id``).
+    """
+
     id: str = msgspec.field(name="_id")
     service: str
     subject: str
@@ -178,6 +231,20 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     payload: str
     error: str
     at: datetime
+    kind: str = "job"
+    transaction_id: str | None = None
+    message_id: str | None = None
+
+
+class SendReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    """SES accepted this message (``_id`` is the message id) under this SES message id."""
+
+    id: str = msgspec.field(name="_id")
+    transaction_id: str
+    ses_message_id: str
+    at: datetime
+    # Who saw it first: "sender" (SendEmail's answer) or "tracker" (SES's Send event).
+    source: str
 
 
 class IdempotencyRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ forbid them; schema evolution adds fields with defaults and never changes a type
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import msgspec
@@ -14,9 +15,11 @@ import msgspec
 from shared.status import TxStatus
 
 __all__ = [
+    "ControlAction",
     "SendBatch",
     "SesEvents",
     "TxAccepted",
+    "TxControl",
     "TxDue",
     "TxIngested",
     "TxStatusChanged",
@@ -37,6 +40,27 @@ class TxIngested(msgspec.Struct, frozen=True, kw_only=True):
 class TxDue(msgspec.Struct, frozen=True, kw_only=True):
     transaction_id: str
     slot: str
+    # The transaction's ``schedule.generation`` when the schedule was published: a slot that
+    # fires after a reschedule (a newer generation) is stale and does nothing.
+    generation: int = 0
+
+
+class ControlAction(StrEnum):
+    CANCEL = "cancel"
+    RESCHEDULE = "reschedule"
+
+
+class TxControl(msgspec.Struct, frozen=True, kw_only=True):
+    """A client's request about a transaction that the scheduler carries out.
+
+    The gateway records the request on the transaction first (``cancel_requested_at``, or the
+    new ``send_at`` and ``schedule``), then asks; the scheduler reads what to do from there.
+    """
+
+    transaction_id: str
+    action: ControlAction
+    # For a reschedule: the ``schedule.generation`` it made; an older one is superseded.
+    generation: int = 0
 
 
 class SendBatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,10 +20,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     Collections.MESSAGES: [
-        IndexModel(
-            [("ses_message_id", ASCENDING)], name="ses_message_id", unique=True, sparse=True
-        ),
         IndexModel([("transaction_id", ASCENDING), ("row", ASCENDING)], name="transaction_row"),
+    ],
+    # ``_id`` is the message id; an identity notification names only the SES id.
+    Collections.SENDS: [
+        IndexModel([("ses_message_id", ASCENDING)], name="ses_message_id", unique=True),
     ],
     Collections.ROW_ERRORS: [
         IndexModel(
@@ -53,6 +54,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     # once past its ``expires_at`` (the store's TTL sweep runs about once a minute).
     Collections.IDEMPOTENCY_KEYS: [
         IndexModel([("expires_at", ASCENDING)], name="expiry", expireAfterSeconds=0),
+    ],
+    # The scheduler reads a transaction's slots once, in firing order, when ingest hands
+    # the transaction over (and again on reschedule); a fired slot is read by ``_id``.
+    Collections.SLOTS: [
+        IndexModel(
+            [("transaction_id", ASCENDING), ("fire_at", ASCENDING)], name="transaction_fire"
+        ),
     ],
 }
 

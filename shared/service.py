@@ -68,7 +68,7 @@ async def run_service(
         async with asyncio.TaskGroup() as group:
             for worker in workers:
                 group.create_task(worker.run())
-        log.info("stopped")
+        log.info("stopped", store_commands=runtime.store.commands.count)
 
 
 def _stop_all(workers: Sequence[Worker], sig: signal.Signals) -> None:

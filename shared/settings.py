@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -23,6 +24,8 @@ __all__ = [
     "SettingsError",
     "TrackerSettings",
     "load_settings",
+    "require_public_base_url",
+    "require_unsubscribe_secret",
 ]
 
 
@@ -60,6 +63,15 @@ class CsvSettings(ServiceSettings, frozen=True, kw_only=True):
     max_rows: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
     max_columns: Annotated[int, msgspec.Meta(ge=1)] = 100
     max_field_chars: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 10_000
+    # How far ahead a send time (the transaction's, a row's, a reschedule's) may be: past it,
+    # SEND_AT_TOO_FAR. At most 36: the SCHEDULES stream keeps a schedule message 37 days.
+    max_schedule_days: Annotated[int, msgspec.Meta(ge=1, le=36)] = 30
+
+
+# The key the gateway and the sender sign and check unsubscribe links with
+# (shared/unsubscribe.py); the same value in both. Make one with
+# ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
+UnsubscribeSecret = Annotated[str, msgspec.Meta(min_length=32)]
 
 
 class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
@@ -74,6 +86,9 @@ class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
     # How long a submission waits for another one holding its Idempotency-Key to finish
     # before answering 409 IDEMPOTENCY_KEY_IN_USE.
     idempotency_wait_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # The unsubscribe links' signing key and where they point (``require_unsubscribe_secret``).
+    unsubscribe_secret: UnsubscribeSecret | None = None
+    public_base_url: str | None = None
 
 
 class IngestSettings(CsvSettings, frozen=True, kw_only=True):
@@ -89,12 +104,30 @@ class SenderSettings(ServiceSettings, frozen=True, kw_only=True):
     ses_endpoint_url: str | None = None
     ses_from_address: str = "campaigns@example.com"
     ses_configuration_set: str = "email-platform"
-    # Messages of one batch sent at once.
-    send_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
+    # SES calls in flight at most; the pacer keeps it near rate x SES latency anyway.
+    send_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 128
     # Unset means the account's own ceiling, from SES GetAccount.
     ses_max_send_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    # How long a claimed message is ours before it counts as abandoned.
-    send_lease_seconds: float = 300.0
+    # Messages claimed, sent and recorded together (one store round trip per phase).
+    send_chunk_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200
+    # How long a claim holds without renewal; a live sender renews it every third of it.
+    send_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    # After a lost attempt's lease ends: how long SES's Send events may take to reach us
+    # before a message without a receipt is taken as never sent and sent again.
+    send_resolve_grace_seconds: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    # Throttling, 5xx and transport errors: attempts per message, retried in place with
+    # exponential backoff and jitter; past them the message FAILS into the dead letters.
+    send_retry_attempts: Annotated[int, msgspec.Meta(ge=1)] = 10
+    send_retry_max_wait_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    send_retry_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    # How long SendEmail may take to answer before it counts as unanswered.
+    ses_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # While SES refuses the whole account: one probe send per replica this often.
+    pause_probe_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # The unsubscribe links of marketing mail: signing key and the gateway's public base URL
+    # (``require_unsubscribe_secret``, ``require_public_base_url``).
+    unsubscribe_secret: UnsubscribeSecret | None = None
+    public_base_url: str | None = None
 
 
 class TrackerSettings(ServiceSettings, frozen=True, kw_only=True):
@@ -117,3 +150,48 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as e:
         raise SettingsError(f"{kind.__name__}: {e}") from e
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def require_unsubscribe_secret(settings: GatewaySettings | SenderSettings) -> str:
+    """The unsubscribe links' signing key, checked at start-up: no secret, no start.
+
+    There is no default on purpose: a default would be a key anyone can read here, and links
+    signed with it would let anyone unsubscribe anyone. ``make run`` and the tests make one.
+    """
+    if settings.unsubscribe_secret is None:
+        raise SettingsError(
+            f"{type(settings).__name__}: UNSUBSCRIBE_SECRET is not set. The gateway and the "
+            "sender must share one secret of at least 32 characters to sign unsubscribe "
+            "links; make one with: "
+            'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return settings.unsubscribe_secret
+
+
+def require_public_base_url(settings: GatewaySettings | SenderSettings) -> str:
+    """The gateway's public base URL for the links in mails, checked at start-up: https
+    (mail clients and RFC 8058 want it), or http on a loopback host for local runs."""
+    url = settings.public_base_url
+    name = type(settings).__name__
+    if not url:
+        raise SettingsError(
+            f"{name}: PUBLIC_BASE_URL is not set: the gateway's public https URL, which "
+            "unsubscribe links point at (https://mail.example.com)"
+        )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unclosed IPv6 bracket
+        host = None
+    secure = host is not None and (
+        parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK_HOSTS)
+    )
+    if not secure or parts.query or parts.fragment:
+        raise SettingsError(
+            f"{name}: PUBLIC_BASE_URL {url!r} is not an https base URL without query or "
+            "fragment (http is allowed only on a loopback host)"
+        )
+    return url.rstrip("/")

@@ -11,10 +11,13 @@ from typing import Any
 from pymongo import AsyncMongoClient, WriteConcern, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
-__all__ = ["Collections", "CommandCounter", "Store", "connect_store"]
+__all__ = ["Collections", "CommandCounter", "Store", "connect_store", "insert_new"]
 
 Document = dict[str, Any]
+
+_DUPLICATE_KEY = 11000
 
 
 class Collections:
@@ -28,6 +31,10 @@ class Collections:
     API_KEYS = "api_keys"
     IDEMPOTENCY_KEYS = "idempotency_keys"
     SUPPRESSIONS = "suppressions"
+    SLOTS = "slots"
+    # One receipt per message SES accepted: written by the sender after the call and by
+    # the tracker when SES's Send event arrives, whichever comes first.
+    SENDS = "sends"
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -96,11 +103,36 @@ class Store:
         return self.db[Collections.SUPPRESSIONS]
 
     @property
+    def sends(self) -> AsyncCollection[Document]:
+        return self.db[Collections.SENDS]
+
+    @property
     def idempotency_keys(self) -> AsyncCollection[Document]:
         return self.db[Collections.IDEMPOTENCY_KEYS]
 
+    @property
+    def slots(self) -> AsyncCollection[Document]:
+        return self.db[Collections.SLOTS]
+
     async def close(self) -> None:
         await self.client.close()
+
+
+async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> int:
+    """Insert the documents whose ``_id`` is not there yet; returns how many were new.
+
+    For receipts and other write-once records that two writers may both make.
+    """
+    if not documents:
+        return 0
+    try:
+        result = await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as e:
+        errors = e.details.get("writeErrors", [])
+        if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+            raise
+        return int(e.details.get("nInserted", 0))
+    return len(result.inserted_ids)
 
 
 async def connect_store(uri: str, db_name: str) -> Store:

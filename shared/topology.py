@@ -15,6 +15,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -23,6 +24,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 __all__ = [
     "CONSUMERS",
+    "KV",
     "STREAMS",
     "ConsumerSpec",
     "Subjects",
@@ -35,11 +37,18 @@ class Subjects:
     TX_ACCEPTED = "email.tx.accepted"
     TX_INGESTED = "email.tx.ingested"
     TX_DUE = "email.tx.due"
+    # A client's cancel or reschedule, for the scheduler to carry out.
+    TX_CONTROL = "email.tx.control"
     SEND_BATCH = "email.send.batch"
     SES_EVENTS = "email.ses.events"
     TX_STATUS = "email.tx.status"  # .<STATUS>
     SCHEDULE = "email.schedule"  # .<transaction>.<slot>
     DLQ = "email.dlq"  # .<service>
+    ALERTS = "email.alerts"  # .<rule>
+
+    @staticmethod
+    def alert(rule: str) -> str:
+        return f"{Subjects.ALERTS}.{rule}"
 
     @staticmethod
     def tx_status(status: str) -> str:
@@ -83,6 +92,13 @@ STREAMS: tuple[StreamConfig, ...] = (
         duplicate_window=120,
     ),
     StreamConfig(
+        name="TX_CONTROL",
+        subjects=[Subjects.TX_CONTROL],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
         name="SEND_BATCH",
         subjects=[Subjects.SEND_BATCH],
         retention=RetentionPolicy.WORK_QUEUE,
@@ -100,6 +116,16 @@ STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
         name="TX_STATUS",
         subjects=[f"{Subjects.TX_STATUS}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * _DAY,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=120,
+    ),
+    # Alerts as they fire and resolve, kept for whoever watches them.
+    StreamConfig(
+        name="ALERTS",
+        subjects=[f"{Subjects.ALERTS}.>"],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=30 * _DAY,
@@ -165,13 +191,29 @@ class CONSUMERS:
         filter_subject=Subjects.TX_DUE,
         service="scheduler",
     )
+    SCHEDULER_CONTROL = ConsumerSpec(
+        stream="TX_CONTROL",
+        durable="scheduler-control",
+        filter_subject=Subjects.TX_CONTROL,
+        service="scheduler",
+        # One request at a time: a reschedule's purge and publishes never interleave with
+        # another's (services/scheduler/control.py). Requests are rare and short.
+        max_ack_pending=1,
+    )
     SENDER = ConsumerSpec(
         stream="SEND_BATCH",
         durable="sender",
         filter_subject=Subjects.SEND_BATCH,
         service="sender",
-        ack_wait=60.0,
+        # Short, so the batch of a sender that died is taken up again soon; a live one
+        # holds it with in-progress acks every ack_wait / 3.
+        ack_wait=15.0,
         max_ack_pending=64,
+        # A batch comes back while messages of a crashed attempt wait to be resolved (see
+        # services/sender/sending.py); each message's own retries are bounded separately,
+        # so the batch may come back many times, spaced out.
+        max_deliver=200,
+        backoff=(2.0, 5.0, 10.0, 20.0, 30.0),
     )
     TRACKER_EVENTS = ConsumerSpec(
         stream="SES_EVENTS",
@@ -197,6 +239,13 @@ class CONSUMERS:
     )
 
 
+class KV:
+    """Key-value buckets: small shared state of a service's replicas."""
+
+    # The senders' shared rate ceiling (key ``next``) and account-wide pause (``paused``).
+    SENDER = KeyValueConfig(bucket="sender", history=1, storage=StorageType.FILE)
+
+
 def all_consumers() -> list[ConsumerSpec]:
     return [spec for spec in vars(CONSUMERS).values() if isinstance(spec, ConsumerSpec)]
 
@@ -213,3 +262,4 @@ async def ensure_topology(js: JetStreamContext) -> None:
                 await js.update_stream(stream)
     for spec in all_consumers():
         await js.add_consumer(spec.stream, spec.config())
+    await js.create_key_value(KV.SENDER)

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo.asynchronous.client_session import AsyncClientSession
+
 from shared.broker import Broker
 from shared.documents import StatusEntry, Transaction, from_document, to_document
 from shared.errors import TransitionNotAllowed
@@ -26,6 +28,7 @@ __all__ = [
     "check_message_transition",
     "check_tx_transition",
     "move_message",
+    "move_messages",
     "publish_status",
     "transition_tx",
 ]
@@ -146,14 +149,66 @@ async def move_message(
     """
     for old in candidates:
         check_message_transition(old, new)
+    tried: set[M | None] = set()
     now = datetime.now(UTC)
     update: dict[str, Any] = {"$set": {"status": new, "updated_at": now, **(also_set or {})}}
     if event is not None:
         update["$push"] = {"events": dict(event)}
-    for old in candidates:
-        result = await store.messages.update_one(
-            {"_id": message_id, "status": old, **(guard or {})}, update
-        )
-        if result.matched_count == 1:
-            return old
+    remaining = list(candidates)
+    while remaining:
+        for old in remaining:
+            result = await store.messages.update_one(
+                {"_id": message_id, "status": old, **(guard or {})}, update
+            )
+            if result.matched_count == 1:
+                return old
+        # Another writer may have moved the message between two of our tries (SENDING ->
+        # SENT while we tried SENT, then SENDING): if it now is in a candidate status we
+        # have not seen it in, try that one.
+        raw = await store.messages.find_one({"_id": message_id}, {"status": 1})
+        current = next((c for c in candidates if raw is not None and raw["status"] == c), None)
+        remaining = [current] if current is not None and current not in tried else []
+        tried.add(current)
     return None
+
+
+async def move_messages(
+    store: Store,
+    transaction_id: str,
+    ids: Sequence[str],
+    old: M,
+    new: M,
+    *,
+    also_set: Mapping[str, Any] | None = None,
+    message_inc: Mapping[str, int] | None = None,
+    guard: Mapping[str, Any] | None = None,
+) -> int:
+    """Move every message of ``ids`` that is in ``old`` to ``new``, and the transaction's
+    counters with them, in one store transaction; returns how many moved.
+
+    One command for the messages (``update_many`` on ``_id: {$in: ids}``) and one for the
+    counters: a crash between them can no longer leave the counters off by a batch.
+    ``message_inc`` increments fields of each message moved (``{"attempts": 1}``).
+    """
+    check_message_transition(old, new)
+    now = datetime.now(UTC)
+    update: dict[str, Any] = {"$set": {"status": new, "updated_at": now, **(also_set or {})}}
+    if message_inc:
+        update["$inc"] = dict(message_inc)
+    query = {"_id": {"$in": list(ids)}, "status": old, **(guard or {})}
+
+    async def apply(session: AsyncClientSession) -> int:
+        result = await store.messages.update_many(query, update, session=session)
+        moved = result.modified_count
+        if moved:
+            inc = {f"counters.{old.lower()}": -moved, f"counters.{new.lower()}": moved}
+            await store.transactions.update_one(
+                {"_id": transaction_id}, {"$inc": inc}, session=session
+            )
+        return moved
+
+    if not ids:
+        return 0
+    async with store.client.start_session() as session:
+        moved: int = await session.with_transaction(apply)
+    return moved

@@ -10,12 +10,20 @@ and revokes the one the previous start made: only its hash is stored, so a key t
 written down is lost, and a fresh one costs nothing. A platform that started its own stack
 writes the key into ``stack.json`` as ``api_key`` (readable by its owner only), where the
 CLI finds it; keys made with ``email-platform keys create`` are left alone.
+
+The gateway and the sender share the secret of the unsubscribe links (``UNSUBSCRIBE_SECRET``)
+and the base URL they point at (``PUBLIC_BASE_URL``). Unless the environment sets them, the
+platform makes a secret once, keeps it in ``unsubscribe-secret`` under its root (readable by
+its owner only; links in mails already sent keep working after a restart), and points the
+links at its own gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import signal
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +67,16 @@ def _record_api_key(info_path: Path, key: str) -> None:
     staged.replace(info_path)
 
 
+def _local_secret(path: Path) -> str:
+    """The secret kept at ``path``, made the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created readable by its owner only: it signs unsubscribe links.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 async def _renew_local_key(settings: ServiceSettings) -> str:
     store = await connect_store(settings.mongodb_uri, settings.mongodb_db)
     try:
@@ -100,6 +118,7 @@ class Platform:
         self.replicas = dict.fromkeys(SERVICES, 1) | dict(replicas or {})
         self.service_env = dict(service_env or {})
         self.api_key: str | None = None
+        self.env: dict[str, str] = {}
 
     @property
     def gateway_url(self) -> str:
@@ -128,8 +147,10 @@ class Platform:
                 "GATEWAY_URL": self.gateway_url,
                 "GATEWAY_PORT": str(self.gateway_port),
                 "LOG_FORMAT": "json",
+                **self._unsubscribe_env(),
                 **self.service_env,
             }
+            self.env = env
             # In a thread of its own: the caller may own an event loop (the tests do).
             with ThreadPoolExecutor(max_workers=1) as pool:
                 settings = load_settings(ServiceSettings, env)
@@ -138,15 +159,32 @@ class Platform:
                 _record_api_key(self.stack.info_path, self.api_key)
             for name in SERVICES:
                 for index in range(self.replicas[name]):
-                    self.processes.start(
-                        self.process_name(name, index),
-                        [sys.executable, "-m", f"services.{name}"],
-                        env=env,
-                    )
+                    self.restart(self.process_name(name, index))
             self.processes.wait_ready(self.process_name("gateway", 0), self._gateway_ready, timeout)
         except BaseException:
             self.stop()
             raise
+
+    def _unsubscribe_env(self) -> dict[str, str]:
+        """What the unsubscribe links need, where neither the environment nor
+        ``service_env`` says it."""
+        given = {**os.environ, **self.service_env}
+        env: dict[str, str] = {}
+        if not given.get("UNSUBSCRIBE_SECRET"):
+            env["UNSUBSCRIBE_SECRET"] = _local_secret(self.root / "unsubscribe-secret")
+        if not given.get("PUBLIC_BASE_URL"):
+            env["PUBLIC_BASE_URL"] = self.gateway_url
+        return env
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service process (``sender``, ``sender-2``...): a crash, nothing drained."""
+        os.kill(self.processes.pid(name), signal.SIGKILL)
+        self.processes.stop(name, timeout=5)
+
+    def restart(self, name: str) -> None:
+        """Start a stopped or killed service process again, as it was started."""
+        service = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+        self.processes.start(name, [sys.executable, "-m", f"services.{service}"], env=self.env)
 
     @staticmethod
     def process_name(service: str, index: int) -> str:

@@ -35,9 +35,20 @@ def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         yield info
 
 
+# The key of the unsubscribe links, shared by every service of a test as by a real platform.
+UNSUBSCRIBE_SECRET = "test-unsubscribe-secret-of-at-least-32-characters"
+
+
 def settings_for(info: StackInfo, db: str, **extra: str) -> dict[str, str]:
     """The environment a service would get on this stack, with its own database."""
-    return {**info.env(), "MONGODB_DB": db, "LOG_FORMAT": "console", **extra}
+    return {
+        **info.env(),
+        "MONGODB_DB": db,
+        "LOG_FORMAT": "console",
+        "UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+        "PUBLIC_BASE_URL": info.gateway_url,
+        **extra,
+    }
 
 
 async def issue_key(

@@ -3,7 +3,8 @@
 ``create_app(settings)`` opens its clients in the lifespan (NATS + topology, the store +
 indexes, S3) and closes them on shutdown; ``create_app(settings, deps)`` uses clients the
 caller already opened and owns (tests do this). Everything under ``API_PREFIX`` needs an API
-key (``auth``); the probes and the schema do not.
+key (``auth``); the probes, the schema and the unsubscribe links (``/u/{token}``, signed) do
+not.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from services.gateway.keys import KeyController
 from services.gateway.templates import TemplateController
 from services.gateway.tenant import provide_caller, provide_tenant
 from services.gateway.transactions import TransactionController
-from shared.settings import GatewaySettings
+from services.gateway.unsubscribe import UnsubscribeController
+from shared.settings import GatewaySettings, require_unsubscribe_secret
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -46,6 +48,8 @@ def _lifespan(
 
 
 def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Litestar:
+    # The unsubscribe links cannot be checked without it: refuse to start (SettingsError).
+    require_unsubscribe_secret(settings)
     state = State({"settings": settings})
     if deps is not None:
         state.deps = deps
@@ -56,7 +60,7 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
         security=[{SECURITY_SCHEME: []}],
     )
     return Litestar(
-        route_handlers=[api, HealthController],
+        route_handlers=[api, HealthController, UnsubscribeController],
         dependencies={
             "deps": Provide(provide_deps, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),

@@ -60,6 +60,10 @@ class Code(StrEnum):
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     INVALID_CALLBACK_URL = "INVALID_CALLBACK_URL"
     INVALID_SEND_AT = "INVALID_SEND_AT"
+    SEND_AT_IN_PAST = "SEND_AT_IN_PAST"
+    SEND_AT_TOO_FAR = "SEND_AT_TOO_FAR"
+    TX_NOT_CANCELLABLE = "TX_NOT_CANCELLABLE"
+    TX_NOT_RESCHEDULABLE = "TX_NOT_RESCHEDULABLE"
     INVALID_METADATA = "INVALID_METADATA"
     SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
     SOURCE_NOT_ALLOWED = "SOURCE_NOT_ALLOWED"
@@ -67,6 +71,7 @@ class Code(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
     INVALID_CURSOR = "INVALID_CURSOR"
+    INVALID_UNSUBSCRIBE_LINK = "INVALID_UNSUBSCRIBE_LINK"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -141,6 +146,33 @@ CODES: Final[dict[Code, CodeSpec]] = {
     Code.INVALID_SEND_AT: CodeSpec(
         status=400, description="`send_at` is not an RFC 3339 date-time with a UTC offset."
     ),
+    Code.SEND_AT_IN_PAST: CodeSpec(
+        status=400,
+        description=(
+            "`send_at` is more than 5 minutes in the past (a time less far back means now)."
+        ),
+    ),
+    Code.SEND_AT_TOO_FAR: CodeSpec(
+        status=400,
+        description=(
+            "`send_at` is more than `max_schedule_days` (default 30) days ahead; for a "
+            "reschedule, the transaction's last slot would be."
+        ),
+    ),
+    Code.TX_NOT_CANCELLABLE: CodeSpec(
+        status=409,
+        description=(
+            "The transaction cannot be cancelled any more: it is SENT (every message has "
+            "gone out), COMPLETED, FAILED or CANCELLED."
+        ),
+    ),
+    Code.TX_NOT_RESCHEDULABLE: CodeSpec(
+        status=409,
+        description=(
+            "The transaction cannot be rescheduled: only a SCHEDULED one can (none of its "
+            "slots has fired), and not once its cancellation was asked for."
+        ),
+    ),
     Code.INVALID_METADATA: CodeSpec(
         status=400, description="`metadata` is not an object of string values within its limits."
     ),
@@ -168,6 +200,13 @@ CODES: Final[dict[Code, CodeSpec]] = {
     ),
     Code.INVALID_CURSOR: CodeSpec(
         status=400, description="A `cursor` that is not a `next_cursor` this API gave."
+    ),
+    Code.INVALID_UNSUBSCRIBE_LINK: CodeSpec(
+        status=404,
+        description=(
+            "An unsubscribe link (`/u/{token}`) whose token is malformed, cut short or not "
+            "signed by us; nothing was changed."
+        ),
     ),
     Code.SERVICE_UNAVAILABLE: CodeSpec(
         status=503,

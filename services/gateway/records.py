@@ -9,7 +9,7 @@ scanning every document.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -20,6 +20,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError, W
 from shared.documents import (
     IdempotencyRecord,
     StoredRowError,
+    Suppression,
     Template,
     Transaction,
     from_document,
@@ -36,12 +37,15 @@ __all__ = [
     "find_idempotency_key",
     "find_template",
     "find_transaction",
+    "insert_suppression",
     "insert_template",
     "insert_transaction",
+    "mark_cancel_requested",
     "page_row_errors",
     "page_transactions",
     "ping_store",
     "release_idempotency_key",
+    "shift_schedule",
     "utc_now",
 ]
 
@@ -84,11 +88,73 @@ async def find_transaction(store: Store, tenant: str, transaction_id: str) -> Tr
     return None if raw is None else from_document(raw, Transaction)
 
 
+async def mark_cancel_requested(
+    store: Store, tenant: str, transaction_id: str, statuses: Collection[TxStatus], now: datetime
+) -> bool:
+    """Set ``cancel_requested_at`` if the transaction is in one of ``statuses`` and has none
+    yet; False when it did not match."""
+    with _reachable("request cancel"):
+        result = await store.transactions.update_one(
+            {
+                "_id": transaction_id,
+                "tenant": tenant,
+                "status": {"$in": list(statuses)},
+                "cancel_requested_at": None,
+            },
+            {"$set": {"cancel_requested_at": now, "updated_at": now}},
+        )
+    return result.matched_count == 1
+
+
+async def shift_schedule(
+    store: Store,
+    tx: Transaction,
+    *,
+    send_at: datetime,
+    shift_seconds: float,
+    generation: int,
+    now: datetime,
+) -> bool:
+    """Record a reschedule of ``tx`` as read (SCHEDULED, not cancelled, its schedule's
+    generation): the new ``send_at``, shift and generation. False when ``tx`` changed."""
+    assert tx.schedule is not None
+    with _reachable("reschedule"):
+        result = await store.transactions.update_one(
+            {
+                "_id": tx.id,
+                "tenant": tx.tenant,
+                "status": TxStatus.SCHEDULED,
+                "cancel_requested_at": None,
+                "schedule.generation": tx.schedule.generation,
+            },
+            {
+                "$set": {
+                    "send_at": send_at,
+                    "schedule.shift_seconds": shift_seconds,
+                    "schedule.generation": generation,
+                    "updated_at": now,
+                }
+            },
+        )
+    return result.matched_count == 1
+
+
 async def claim_idempotency_key(store: Store, record: IdempotencyRecord) -> bool:
     """Insert the record; False when its ``_id`` (tenant and key) is already there."""
     with _reachable("claim idempotency key"):
         try:
             await store.idempotency_keys.insert_one(to_document(record))
+        except DuplicateKeyError:
+            return False
+    return True
+
+
+async def insert_suppression(store: Store, suppression: Suppression) -> bool:
+    """Put an address on its tenant's list; False when it was there already (its first
+    reason, a bounce say, is kept)."""
+    with _reachable("insert suppression"):
+        try:
+            await store.suppressions.insert_one(to_document(suppression))
         except DuplicateKeyError:
             return False
     return True

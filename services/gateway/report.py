@@ -115,6 +115,7 @@ async def check_file(
                 placeholders,
                 max_rows=limits.max_rows,
                 max_field_chars=limits.max_field_chars,
+                max_schedule_days=limits.max_schedule_days,
             )
             async for record in records:
                 result = rows.check(record)

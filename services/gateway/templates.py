@@ -24,6 +24,11 @@ __all__ = ["NewTemplate", "TemplateController", "TemplateCreated", "TemplateView
 log = get_logger("gateway.templates")
 
 _BODY_CHARS = 512 * 1024
+_MARKETING = (
+    "Bulk mail (newsletters, offers): every mail carries `List-Unsubscribe` with a one-click "
+    "HTTPS link and `List-Unsubscribe-Post` (RFC 8058); a recipient who uses it is put on "
+    "the tenant's suppression list. Leave false for transactional mail."
+)
 
 
 class NewTemplate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,12 +36,14 @@ class NewTemplate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=998)]
     html: Annotated[str, msgspec.Meta(max_length=_BODY_CHARS)] | None = None
     text: Annotated[str, msgspec.Meta(max_length=_BODY_CHARS)] | None = None
+    marketing: Annotated[bool, msgspec.Meta(description=_MARKETING)] = False
 
 
 class TemplateCreated(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
     placeholders: list[str]
+    marketing: bool
     created_at: datetime
 
 
@@ -47,6 +54,7 @@ class TemplateView(msgspec.Struct, frozen=True, kw_only=True):
     html: str | None
     text: str | None
     placeholders: list[str]
+    marketing: bool
     created_at: datetime
 
 
@@ -57,7 +65,10 @@ class TemplateController(Controller):
     @post(
         status_code=HTTP_201_CREATED,
         summary="Create a template",
-        description="Jinja2 syntax; at least one of `html` and `text`.",
+        description=(
+            "Jinja2 syntax; at least one of `html` and `text`. `marketing: true` adds "
+            "one-click unsubscribe headers to every mail (RFC 8058)."
+        ),
         responses=error_responses(Code.VALIDATION_ERROR, Code.TEMPLATE_SYNTAX_ERROR),
     )
     async def create_template(
@@ -78,14 +89,21 @@ class TemplateController(Controller):
             html=data.html,
             text=data.text,
             placeholders=names,
+            marketing=data.marketing,
             created_at=utc_now(),
         )
         await insert_template(deps.store, template)
-        log.info("template created", template_id=template.id, placeholders=len(names))
+        log.info(
+            "template created",
+            template_id=template.id,
+            placeholders=len(names),
+            marketing=template.marketing,
+        )
         return TemplateCreated(
             id=template.id,
             name=template.name,
             placeholders=template.placeholders,
+            marketing=template.marketing,
             created_at=template.created_at,
         )
 
@@ -114,5 +132,6 @@ class TemplateController(Controller):
             html=template.html,
             text=template.text,
             placeholders=template.placeholders,
+            marketing=template.marketing,
             created_at=template.created_at,
         )

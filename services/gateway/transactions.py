@@ -38,11 +38,12 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from services.gateway import idempotency
+from services.gateway.control import request_cancel, request_reschedule
 from services.gateway.cursor import RowPosition, TimePosition, decode_cursor, encode_cursor
 from services.gateway.deps import Deps, GatewayDeps, Settings
 from services.gateway.errors import ApiError, Code, error_responses
@@ -96,12 +97,13 @@ from shared.documents import (
 from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.events import TxAccepted
 from shared.log import get_logger
+from shared.schedule import MAX_PAST, SendAtProblem, check_send_at
 from shared.settings import GatewaySettings
 from shared.status import TxStatus
 from shared.topology import Subjects
 from shared.transitions import publish_status
 
-__all__ = ["TransactionController", "upload_key"]
+__all__ = ["RescheduleInput", "TransactionController", "upload_key"]
 
 log = get_logger("gateway.transactions")
 
@@ -182,6 +184,17 @@ class _ScheduleInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     send_at: str
 
 
+class RescheduleInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of ``POST /transactions/{id}/reschedule``."""
+
+    send_at: Annotated[
+        str,
+        msgspec.Meta(
+            description=("RFC 3339 with a UTC offset: when the transaction's first slot now fires.")
+        ),
+    ]
+
+
 class _SubmissionInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The JSON body of a submission whose file is already in the bucket."""
 
@@ -242,7 +255,12 @@ class _SubmissionOperation(Operation):
         send_at = Schema(
             type=OpenAPIType.STRING,
             format=OpenAPIFormat.DATE_TIME,
-            description="RFC 3339 with a UTC offset; absent = now.",
+            description=(
+                "RFC 3339 with a UTC offset; absent = now. At most `max_schedule_days` (30) "
+                "days ahead and 5 minutes back (which means now). Rows may have their own: a "
+                "`send_at` column, RFC 3339 with an offset or a local date-time with the row's "
+                "IANA zone in a `timezone` column."
+            ),
         )
         metadata_rules = (
             f"at most {MAX_KEYS} keys of 1-{MAX_KEY_CHARS} characters (no '.', no leading "
@@ -338,7 +356,9 @@ def _check_callback_url(value: str) -> str:
     return url
 
 
-def _check_send_at(value: str) -> datetime:
+def _check_send_at(value: str, max_days: int) -> datetime:
+    """A send time within ``shared.schedule``'s limits: at most ``max_days`` ahead, at most
+    ``MAX_PAST`` back (which means now)."""
     try:
         at = msgspec.convert(value.strip(), datetime)
     except msgspec.ValidationError:
@@ -351,11 +371,24 @@ def _check_send_at(value: str) -> datetime:
             details={"field": "send_at", "value": value},
         )
     at = at.astimezone(UTC)
+    match check_send_at(at, datetime.now(UTC), max_days):
+        case SendAtProblem.IN_PAST:
+            raise ApiError(
+                Code.SEND_AT_IN_PAST,
+                f"send_at is more than {MAX_PAST.seconds // 60} minutes in the past",
+                details={"field": "send_at", "value": value},
+            )
+        case SendAtProblem.TOO_FAR:
+            raise ApiError(
+                Code.SEND_AT_TOO_FAR,
+                f"send_at is more than {max_days} days ahead",
+                details={"field": "send_at", "value": value, "max_schedule_days": max_days},
+            )
     # The store keeps milliseconds.
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-def _check_fields(fields: dict[str, str]) -> _Submission:
+def _check_fields(fields: dict[str, str], max_days: int) -> _Submission:
     template_id = fields.get("template_id", "").strip()
     if not template_id:
         raise _field_error("template_id", "template_id is required")
@@ -365,12 +398,12 @@ def _check_fields(fields: dict[str, str]) -> _Submission:
     return _Submission(
         template_id=template_id,
         callback_url=_check_callback_url(callback_url) if callback_url else None,
-        send_at=_check_send_at(send_at) if send_at else None,
+        send_at=_check_send_at(send_at, max_days) if send_at else None,
         metadata=parse_metadata(metadata) if metadata else {},
     )
 
 
-def _check_input(body: _SubmissionInput) -> _Submission:
+def _check_input(body: _SubmissionInput, max_days: int) -> _Submission:
     template_id = body.template_id.strip()
     if not template_id:
         raise _field_error("template_id", "template_id is required")
@@ -378,7 +411,9 @@ def _check_input(body: _SubmissionInput) -> _Submission:
     return _Submission(
         template_id=template_id,
         callback_url=_check_callback_url(callback_url) if callback_url else None,
-        send_at=None if body.schedule is None else _check_send_at(body.schedule.send_at),
+        send_at=(
+            None if body.schedule is None else _check_send_at(body.schedule.send_at, max_days)
+        ),
         metadata={} if body.metadata is None else check_metadata(body.metadata),
     )
 
@@ -440,7 +475,9 @@ class _Receiver:
                         self.filename = filename
                         # Fail before the upload when the fields came first.
                         if "template_id" in self.fields:
-                            await self._find_template(_check_fields(self.fields))
+                            await self._find_template(
+                                _check_fields(self.fields, self.settings.max_schedule_days)
+                            )
                     case FileData(data=data):
                         if self.upload.size + len(data) > self.settings.max_upload_bytes:
                             raise _too_large(self.settings.max_upload_bytes)
@@ -449,7 +486,7 @@ class _Receiver:
                         pass
         if not self.file_seen:
             raise _missing_file()
-        submission = _check_fields(self.fields)
+        submission = _check_fields(self.fields, self.settings.max_schedule_days)
         await self._find_template(submission)
         return submission
 
@@ -499,7 +536,7 @@ class _FormCheck:
         if self.size == 0:
             raise _empty_file()
         # The fields after the file are checked as a submission's would be.
-        _check_fields(self.fields)
+        _check_fields(self.fields, self.settings.max_schedule_days)
         return self.report
 
     async def _check_file(self, events: AsyncGenerator[FormEvent, None]) -> ValidationReport:
@@ -507,7 +544,7 @@ class _FormCheck:
             raise _field_error(
                 "template_id", "with validate_only, the template_id field must come before the file"
             )
-        submission = _check_fields(self.fields)
+        submission = _check_fields(self.fields, self.settings.max_schedule_days)
         template = await _require_template(self.deps, self.tenant, submission.template_id)
         chunks = self._file_chunks(events)
         async with aclosing(chunks):
@@ -629,7 +666,7 @@ async def _check_json(
     request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
 ) -> ValidationReport:
     body = await _read_json(request)
-    submission = _check_input(body)
+    submission = _check_input(body, settings.max_schedule_days)
     template = await _require_template(deps, tenant, submission.template_id)
     found = await find_source(
         deps.s3,
@@ -647,7 +684,7 @@ async def _receive_json(
     request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
 ) -> _Intake:
     body = await _read_json(request)
-    submission = _check_input(body)
+    submission = _check_input(body, settings.max_schedule_days)
     await _require_template(deps, tenant, submission.template_id)
     found = await find_source(
         deps.s3,
@@ -959,6 +996,62 @@ class TransactionController(Controller):
     ) -> TransactionProgress:
         tx = await _existing(deps, tenant, transaction_id)
         return compute_progress(tx, datetime.now(UTC))
+
+    @post(
+        "/{transaction_id:str}/cancel",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Cancel a transaction",
+        description=(
+            "Stops what has not been sent yet: pending schedules are purged and every "
+            "message still waiting (SCHEDULED or READY_TO_SEND) becomes CANCELLED; the "
+            "transaction becomes CANCELLED once the sends already in flight have ended "
+            "(`cancel_requested_at` is set at once). Any transaction not yet SENT nor final "
+            "can be cancelled; asking again is answered the same way. No body."
+        ),
+        responses=error_responses(Code.TRANSACTION_NOT_FOUND, Code.TX_NOT_CANCELLABLE),
+    )
+    async def cancel_transaction(
+        self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
+    ) -> TransactionView:
+        tx = await _existing(deps, tenant, transaction_id)
+        with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
+            return transaction_view(await request_cancel(deps.store, deps.broker, tx))
+
+    @post(
+        "/{transaction_id:str}/reschedule",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Move a scheduled transaction to another time",
+        description=(
+            "Only while the transaction is SCHEDULED (none of its slots has fired) and not "
+            "being cancelled. `send_at` is when its first slot now fires; every slot moves by "
+            "the same amount, so rows with their own times keep their spacing. Limits as for "
+            "a submission: at most 5 minutes back (then: at once) and the last slot at most "
+            "`max_schedule_days` (30) days ahead. Messages keep the `send_at` of their row; "
+            "`schedule.shift_seconds` says how far the slots moved."
+        ),
+        responses=error_responses(
+            Code.VALIDATION_ERROR,
+            Code.INVALID_SEND_AT,
+            Code.SEND_AT_IN_PAST,
+            Code.SEND_AT_TOO_FAR,
+            Code.TRANSACTION_NOT_FOUND,
+            Code.TX_NOT_RESCHEDULABLE,
+        ),
+    )
+    async def reschedule_transaction(
+        self,
+        transaction_id: FromPath[str],
+        data: JSONBody[RescheduleInput],
+        deps: Deps,
+        settings: Settings,
+        tenant: Tenant,
+    ) -> TransactionView:
+        tx = await _existing(deps, tenant, transaction_id)
+        max_days = settings.max_schedule_days
+        send_at = _check_send_at(data.send_at, max_days)
+        with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
+            moved = await request_reschedule(deps.store, deps.broker, tx, send_at, max_days)
+        return transaction_view(moved)
 
 
 async def _validate(

@@ -9,13 +9,15 @@ import msgspec
 
 from services.gateway.error_catalogue import RowCode
 from services.ingest.validation import RowErrorCode
-from shared.documents import RowError, Transaction
+from shared.documents import RowError, Schedule, Transaction
+from shared.schedule import shifted
 from shared.status import MessageStatus, TxStatus
 
 __all__ = [
     "RowErrorDetails",
     "RowErrorItem",
     "RowErrorPage",
+    "ScheduleView",
     "StatusHistoryItem",
     "TransactionAccepted",
     "TransactionPage",
@@ -23,6 +25,7 @@ __all__ = [
     "TransactionView",
     "counters_view",
     "row_error_item",
+    "schedule_view",
     "transaction_summary",
     "transaction_view",
 ]
@@ -59,6 +62,18 @@ class TransactionSummary(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
+class ScheduleView(msgspec.Struct, frozen=True, kw_only=True):
+    """When the transaction's slots fire (rows due in the same minute form one slot)."""
+
+    slots: int
+    # When its first and last slot that waits for a time fire, reschedules included; null
+    # when every row was due at once.
+    first_slot_at: datetime | None
+    last_slot_at: datetime | None
+    # How far reschedules moved every slot, in seconds.
+    shift_seconds: float
+
+
 class TransactionView(msgspec.Struct, frozen=True, kw_only=True):
     transaction_id: str
     status: TxStatus
@@ -71,6 +86,10 @@ class TransactionView(msgspec.Struct, frozen=True, kw_only=True):
     status_history: list[StatusHistoryItem]
     stats: dict[str, Any] | None
     failure: dict[str, Any] | None
+    # Set once ingest has read the file.
+    schedule: ScheduleView | None
+    # When POST .../cancel was asked; the status becomes CANCELLED once in-flight sends end.
+    cancel_requested_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -135,8 +154,20 @@ def transaction_view(tx: Transaction) -> TransactionView:
         ],
         stats=tx.stats,
         failure=tx.failure,
+        schedule=None if tx.schedule is None else schedule_view(tx.schedule),
+        cancel_requested_at=tx.cancel_requested_at,
         created_at=tx.created_at,
         updated_at=tx.updated_at,
+    )
+
+
+def schedule_view(schedule: Schedule) -> ScheduleView:
+    shift = schedule.shift_seconds
+    return ScheduleView(
+        slots=schedule.slots,
+        first_slot_at=None if schedule.first_at is None else shifted(schedule.first_at, shift),
+        last_slot_at=None if schedule.last_at is None else shifted(schedule.last_at, shift),
+        shift_seconds=shift,
     )
 
 

@@ -12,6 +12,17 @@ batch by batch (its messages by ``_id: {$in}``, then the batch document). A cras
 between leaves a FAILED transaction with ``batches > 0``; the redelivered event finds it
 so and finishes the removal, without reading the file again. A transaction FAILED before
 its counters were set is always ingest's: until then no other service has seen it.
+
+Send times: each valid row is due at its own ``send_at``, else the transaction's, else at
+once. Rows due in the same minute form a slot (``shared.schedule``) and go into batches of
+their own, each ``Batch`` naming its slot; rows due at once (no time, or a time not after
+the acceptance) are the slot "now" and become READY_TO_SEND messages, the others
+SCHEDULED. A slot's batches fill up as its rows come; when too many slots are open at once
+the fullest open batch is written early, so memory stays bounded by a few batches whatever
+the order of the rows. At the end one ``Slot`` document per slot (its batches, its fire
+time) is written for the scheduler, and the transaction's ``schedule`` with the counters.
+Every time is judged against the acceptance time (``created_at``): a second pass after a
+crash makes the same rows, batches and slots.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ from shared.documents import (
     Batch,
     Message,
     RowError,
+    Schedule,
+    Slot,
     StoredRowError,
     Transaction,
     from_document,
@@ -55,6 +68,7 @@ from shared.documents import (
 from shared.errors import InputError, UpstreamUnavailable
 from shared.events import TxAccepted, TxIngested
 from shared.records import load_template, load_transaction
+from shared.schedule import IMMEDIATE, fire_time, slot_of
 from shared.settings import IngestSettings
 from shared.status import MessageStatus, TxStatus
 from shared.store import Store
@@ -71,6 +85,11 @@ log = structlog.get_logger("ingest")
 _DUPLICATE_KEY = 11000
 _CHUNK_BYTES = 256 * 1024
 _PROGRESS_SECONDS = 0.5
+# Slots with a batch being filled, at most; and rows held in them, in batches' worth.
+_MAX_OPEN_SLOTS = 64
+_MAX_BUFFERED_BATCHES = 4
+# Slot documents per insert.
+_SLOTS_PER_WRITE = 1000
 
 
 class IngestActor(Actor[TxAccepted]):
@@ -87,6 +106,11 @@ class IngestActor(Actor[TxAccepted]):
 
     async def handle(self, event: TxAccepted) -> None:
         tx = await load_transaction(self.store, event.transaction_id)
+        if tx.status == TxStatus.ACCEPT and tx.cancel_requested_at is not None:
+            # Cancelled before it was read: nothing to read, nothing to send.
+            await transition_tx(self.store, self.broker, tx, TxStatus.CANCELLED)
+            log.info("cancelled before ingest")
+            return
         if tx.status == TxStatus.ACCEPT:
             await transition_tx(self.store, self.broker, tx, TxStatus.PROCESSING)
             tx = await load_transaction(self.store, tx.id)
@@ -111,13 +135,8 @@ class IngestActor(Actor[TxAccepted]):
         # Round trips, for the canonical line: exact while one file at a time is ingested.
         commands_before = self.store.commands.count
         template = await load_template(self.store, tx.template_id)
-        pending = (
-            MessageStatus.SCHEDULED
-            if tx.send_at is not None and tx.send_at > datetime.now(UTC)
-            else MessageStatus.READY_TO_SEND
-        )
         limits = self.settings
-        batch = _BatchWriter(self.store, tx, pending, limits.batch_size)
+        batch = _BatchWriter(self.store, tx, limits.batch_size)
         records = read_records(self._chunks(tx))
         try:
             header = await read_header(records, max_columns=limits.max_columns)
@@ -136,6 +155,8 @@ class IngestActor(Actor[TxAccepted]):
                 template.placeholders,
                 max_rows=limits.max_rows,
                 max_field_chars=limits.max_field_chars,
+                now=tx.created_at,
+                max_schedule_days=limits.max_schedule_days,
             )
             async for record in records:
                 result = rows.check(record)
@@ -152,12 +173,27 @@ class IngestActor(Actor[TxAccepted]):
             await batch.drain()
             await self._fail(tx, FileErrorCode.CSV_PARSING_ERROR, str(e), {}, written=batch.number)
             return
-        await batch.flush(last=True)
-        await batch.drain()
+        await batch.finish()
         if batch.total == 0:
             none_valid = no_valid_rows_error(batch.invalid)
             await self._fail(tx, none_valid.code, str(none_valid), none_valid.details)
             return
+        slots = batch.slots()
+        for start in range(0, len(slots), _SLOTS_PER_WRITE):
+            await _insert_new(
+                self.store.slots, [to_document(s) for s in slots[start : start + _SLOTS_PER_WRITE]]
+            )
+        waiting = [s.fire_at for s in slots if s.slot != IMMEDIATE]
+        schedule = Schedule(
+            slots=len(slots),
+            first_at=min(waiting, default=None),
+            last_at=max(waiting, default=None),
+        )
+        pending = {
+            f"counters.{status.lower()}": count
+            for status, count in batch.pending.items()
+            if count or (status == MessageStatus.READY_TO_SEND and not any(batch.pending.values()))
+        }
         # Set once: a second pass after a crash must not reset counters the sender has
         # started to move.
         await self.store.transactions.update_one(
@@ -167,11 +203,11 @@ class IngestActor(Actor[TxAccepted]):
                     "counters.total": batch.total,
                     "counters.invalid": batch.invalid,
                     # Suppressed messages are settled here: the sender has nothing to do
-                    # for them, and the transaction is SENT when the rest are dispatched.
-                    "counters.dispatched": batch.suppressed,
+                    # for them (shared/settlement.py counts only what is still pending).
                     "counters.suppressed": batch.suppressed,
-                    f"counters.{pending.lower()}": batch.total - batch.suppressed,
+                    **pending,
                     "batches": batch.number,
+                    "schedule": to_document(schedule),
                     "updated_at": datetime.now(UTC),
                 }
             },
@@ -182,6 +218,7 @@ class IngestActor(Actor[TxAccepted]):
             invalid=batch.invalid,
             suppressed=batch.suppressed,
             batches=batch.number,
+            slots=len(slots),
             store_commands=self.store.commands.count - commands_before,
         )
 
@@ -248,23 +285,37 @@ def _failed_in_ingest(tx: Transaction) -> bool:
     return tx.status == TxStatus.FAILED and "total" not in tx.counters
 
 
-class _BatchWriter:
-    """Collects valid rows and row errors; writes them a batch at a time."""
+class _SlotPlan:
+    """A slot of the file so far: when it fires and its batches."""
 
-    def __init__(
-        self, store: Store, tx: Transaction, pending: MessageStatus, batch_size: int
-    ) -> None:
+    __slots__ = ("batches", "fire_at")
+
+    def __init__(self, fire_at: datetime) -> None:
+        self.fire_at = fire_at
+        self.batches: list[int] = []
+
+
+class _BatchWriter:
+    """Collects valid rows by slot and row errors; writes them a batch at a time."""
+
+    def __init__(self, store: Store, tx: Transaction, batch_size: int) -> None:
         self.store = store
         self.tx = tx
-        self.pending = pending
         self.batch_size = batch_size
-        self.rows: list[ValidRow] = []
+        # Rows due at or before it are due at once (see ``RowChecker``'s ``now``).
+        self.accepted_at = tx.created_at
+        # Rows of each open slot, waiting for their batch; in the order the slots opened.
+        self.open: dict[str, list[ValidRow]] = {}
+        self.buffered = 0
+        self.plans: dict[str, _SlotPlan] = {}
         self.errors: list[StoredRowError] = []
         self.number = 0
         self.total = 0
         self.invalid = 0
         # Messages to an address on the tenant's suppression list: stored, never sent.
         self.suppressed = 0
+        # The others, by the status they start in.
+        self.pending = {MessageStatus.SCHEDULED: 0, MessageStatus.READY_TO_SEND: 0}
         self._writing: asyncio.Task[None] | None = None
         self._reported = time.monotonic()
 
@@ -280,25 +331,71 @@ class _BatchWriter:
                 )
             )
             self.invalid += 1
-        else:
-            self.rows.append(result)
-            self.total += 1
-        # Errors count too: a file of mostly invalid rows must not hold them in memory.
-        if len(self.rows) >= self.batch_size or len(self.errors) >= self.batch_size:
-            await self.flush()
+            # A file of mostly invalid rows must not hold them in memory either.
+            if len(self.errors) >= self.batch_size:
+                await self._flush(None)
+            return
+        self.total += 1
+        slot = self._slot(result)
+        rows = self.open.setdefault(slot, [])
+        rows.append(result)
+        self.buffered += 1
+        if len(rows) >= self.batch_size:
+            await self._flush(slot)
+        elif (
+            len(self.open) > _MAX_OPEN_SLOTS
+            or self.buffered > _MAX_BUFFERED_BATCHES * self.batch_size
+        ):
+            await self._flush(max(self.open, key=lambda s: len(self.open[s])))
 
-    async def flush(self, *, last: bool = False) -> None:
-        """Hand what is collected to the store and go on reading while it is written.
+    async def finish(self) -> None:
+        """Write what is still open, the row errors and the final progress; wait for it."""
+        for slot in list(self.open):
+            await self._flush(slot)
+        await self._flush(None, last=True)
+        await self.drain()
+
+    def slots(self) -> list[Slot]:
+        """The slot documents of the file, once ``finish`` has written every batch."""
+        return [
+            Slot(
+                id=f"{self.tx.id}:{slot}",
+                transaction_id=self.tx.id,
+                slot=slot,
+                fire_at=plan.fire_at,
+                batches=plan.batches,
+            )
+            for slot, plan in self.plans.items()
+        ]
+
+    def _slot(self, row: ValidRow) -> str:
+        at = row.send_at or self.tx.send_at
+        if at is None or at <= self.accepted_at:
+            slot, fire = IMMEDIATE, self.accepted_at
+        else:
+            slot, fire = slot_of(at), fire_time(at)
+        plan = self.plans.get(slot)
+        if plan is None:
+            self.plans[slot] = _SlotPlan(fire)
+        elif fire > plan.fire_at:
+            plan.fire_at = fire
+        return slot
+
+    async def _flush(self, slot: str | None, *, last: bool = False) -> None:
+        """Hand a slot's open batch (and the row errors so far) to the store and go on
+        reading while it is written.
 
         One write is in flight at a time: the next flush (or ``drain``) waits for it, so
-        memory stays bounded by two batches and a write error surfaces at once. Progress
-        is reported at most every ``_PROGRESS_SECONDS`` (and at the end), not per batch.
+        memory stays bounded and a write error surfaces at once. Progress is reported at
+        most every ``_PROGRESS_SECONDS`` (and at the end), not per batch.
         """
         await self.drain()
-        rows, self.rows = self.rows, []
+        rows = [] if slot is None else self.open.pop(slot, [])
+        self.buffered -= len(rows)
         number = self.number
-        if rows:
+        if rows and slot is not None:
             self.number += 1
+            self.plans[slot].batches.append(number)
         errors = [to_document(e) for e in self.errors]
         self.errors = []
         progress: dict[str, int] | None = None
@@ -306,7 +403,7 @@ class _BatchWriter:
         if last or now - self._reported >= _PROGRESS_SECONDS:
             progress = {"valid": self.total, "invalid": self.invalid}
             self._reported = now
-        self._writing = asyncio.create_task(self._write(number, rows, errors, progress))
+        self._writing = asyncio.create_task(self._write(number, slot, rows, errors, progress))
 
     async def drain(self) -> None:
         """Wait for the write in flight, if any; its error, if any, is raised here."""
@@ -317,12 +414,13 @@ class _BatchWriter:
     async def _write(
         self,
         number: int,
+        slot: str | None,
         rows: list[ValidRow],
         errors: list[dict[str, Any]],
         progress: dict[str, int] | None,
     ) -> None:
         async def batch_then_messages() -> None:
-            if not rows:
+            if not rows or slot is None:
                 return
             suppressed = await self._suppressed(rows)
             self.suppressed += len(suppressed)
@@ -331,11 +429,12 @@ class _BatchWriter:
                 transaction_id=self.tx.id,
                 number=number,
                 rows=[row.row for row in rows],
+                slot=slot,
             )
             # The batch first: a rollback finds a batch's messages through it, so no
             # message may exist without its batch document.
             await _insert_new(self.store.batches, [to_document(batch)])
-            await _insert_new(self.store.messages, self._messages(number, rows, suppressed))
+            await _insert_new(self.store.messages, self._messages(number, slot, rows, suppressed))
 
         async def errors_and_progress() -> None:
             if errors:
@@ -354,30 +453,38 @@ class _BatchWriter:
         return {str(doc["_id"]) async for doc in found}
 
     def _messages(
-        self, number: int, rows: list[ValidRow], suppressed: set[str]
+        self, number: int, slot: str, rows: list[ValidRow], suppressed: set[str]
     ) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
-        return [
-            to_document(
-                Message(
-                    id=message_id(self.tx.id, row.row),
-                    transaction_id=self.tx.id,
-                    tenant=self.tx.tenant,
-                    batch=number,
-                    row=row.row,
-                    email=row.email,
-                    data=row.data,
-                    status=(
-                        MessageStatus.SUPPRESSED
-                        if suppression_id(self.tx.tenant, row.email) in suppressed
-                        else self.pending
-                    ),
-                    send_at=self.tx.send_at,
-                    updated_at=now,
-                )
+        waiting = MessageStatus.READY_TO_SEND if slot == IMMEDIATE else MessageStatus.SCHEDULED
+        messages = []
+        for row in rows:
+            status = (
+                MessageStatus.SUPPRESSED
+                if suppression_id(self.tx.tenant, row.email) in suppressed
+                else waiting
             )
-            for row in rows
-        ]
+            if status is waiting:
+                self.pending[waiting] += 1
+            message = Message(
+                id=message_id(self.tx.id, row.row),
+                transaction_id=self.tx.id,
+                tenant=self.tx.tenant,
+                batch=number,
+                row=row.row,
+                email=row.email,
+                data=row.data,
+                status=status,
+                send_at=_stored_time(row.send_at or self.tx.send_at),
+                updated_at=now,
+            )
+            messages.append(to_document(message))
+        return messages
+
+
+def _stored_time(at: datetime | None) -> datetime | None:
+    """What the store keeps of ``at``: milliseconds."""
+    return None if at is None else at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 async def _insert_new(

@@ -20,6 +20,17 @@ checked on its own, and the address-length limit adds the two. tests/unit/test_e
 checks the agreement, on a fixed list and on generated addresses.
 
 Duplicate recipients are found by ``Recipients`` in 8 bytes per address (see there).
+
+Send times: an optional ``send_at`` column gives a row its own time, RFC 3339 with an offset
+(``2030-01-31T09:00:00+01:00``), or a local date-time without one (``2030-01-31T09:00``)
+read in the row's ``timezone`` column (an IANA name, ``Europe/Paris``), so "09:00 in each
+recipient's own time zone" is one column of 09:00 beside one of zones. A local time that a
+clock change skips or repeats is read as PEP 495's ``fold=0`` does: a skipped 02:30 is
+the moment 02:30 of the old offset names, a repeated one its first occurrence. An empty
+``send_at`` means the transaction's time. The limits are ``shared.schedule``'s, judged at
+the ``now`` the checker is given (for ingest: when the transaction was accepted). These
+two columns are not placeholders: they stay in the row's data (a template may show them)
+but an empty one is not a MISSING_PLACEHOLDER_VALUE.
 """
 
 from __future__ import annotations
@@ -29,9 +40,11 @@ import re
 from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Collection
+from datetime import UTC, datetime
 from enum import StrEnum
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from email_validator import EmailNotValidError, validate_email
@@ -43,6 +56,7 @@ from email_validator.rfc_constants import (
 
 from shared.documents import RowError
 from shared.errors import InputError
+from shared.schedule import MAX_PAST, SendAtProblem, check_send_at
 from shared.settings import CsvSettings
 
 if TYPE_CHECKING:
@@ -53,6 +67,9 @@ __all__ = [
     "FILE_ERRORS",
     "HEADER_ERRORS",
     "ROW_ERRORS",
+    "SCHEDULE_COLUMNS",
+    "SEND_AT_COLUMN",
+    "TIMEZONE_COLUMN",
     "FileError",
     "FileErrorCode",
     "Header",
@@ -73,6 +90,10 @@ __all__ = [
 ]
 
 EMAIL_COLUMN: Final = "email"
+SEND_AT_COLUMN: Final = "send_at"
+TIMEZONE_COLUMN: Final = "timezone"
+# Columns that say when a row is sent; never placeholder data that must be filled in.
+SCHEDULE_COLUMNS: Final = frozenset({SEND_AT_COLUMN, TIMEZONE_COLUMN})
 _RESUBMIT: Final = "and resubmit the rows in error"
 _EMAIL_FORMAT: Final = "an email address such as name@example.com"
 
@@ -85,6 +106,16 @@ _DOMAIN_MEMO: Final = 4096
 _LIMITS: Final = CsvSettings()
 # How much of an over-long field a row error repeats in its ``value``.
 _VALUE_PREVIEW: Final = 100
+# A date and a time (minutes at least), then an optional offset; fromisoformat does the rest.
+_DATE_TIME: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?"
+)
+_SEND_AT_FORMAT: Final = (
+    "RFC 3339 with an offset, e.g. 2030-01-31T09:00:00+01:00, or a local date-time such as "
+    "2030-01-31T09:00 with the row's time zone in a timezone column"
+)
+_TIMEZONE_FORMAT: Final = "an IANA time zone name such as Europe/Paris or America/New_York"
+_ZONE_MEMO: Final = 1024
 
 
 class HeaderErrorCode(StrEnum):
@@ -148,6 +179,10 @@ class RowErrorCode(StrEnum):
     MISSING_PLACEHOLDER_VALUE = "MISSING_PLACEHOLDER_VALUE"
     DUPLICATE_RECIPIENT = "DUPLICATE_RECIPIENT"
     FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    INVALID_SEND_AT = "INVALID_SEND_AT"
+    INVALID_TIMEZONE = "INVALID_TIMEZONE"
+    SEND_AT_IN_PAST = SendAtProblem.IN_PAST.value
+    SEND_AT_TOO_FAR = SendAtProblem.TOO_FAR.value
 
 
 ROW_ERRORS: Final[dict[RowErrorCode, str]] = {
@@ -167,6 +202,21 @@ ROW_ERRORS: Final[dict[RowErrorCode, str]] = {
     RowErrorCode.FIELD_TOO_LONG: (
         f"A field of the row is longer than `max_field_chars` (default {_LIMITS.max_field_chars:,} "
         "characters)."
+    ),
+    RowErrorCode.INVALID_SEND_AT: (
+        "The row's `send_at` is not RFC 3339 with an offset (`2030-01-31T09:00:00+01:00`), nor "
+        "a local date-time (`2030-01-31T09:00`) in a row with a `timezone`."
+    ),
+    RowErrorCode.INVALID_TIMEZONE: (
+        "The row's `timezone` is not an IANA time zone name (`Europe/Paris`)."
+    ),
+    RowErrorCode.SEND_AT_IN_PAST: (
+        f"The row's `send_at` is more than {MAX_PAST.seconds // 60} minutes before the "
+        "submission (a time less far back means now)."
+    ),
+    RowErrorCode.SEND_AT_TOO_FAR: (
+        f"The row's `send_at` is more than `max_schedule_days` (default "
+        f"{_LIMITS.max_schedule_days}) days after the submission."
     ),
 }
 
@@ -210,6 +260,8 @@ class ValidRow(msgspec.Struct, frozen=True, kw_only=True):
     email: str
     # Every column but email, keyed by normalized column name, values as in the file.
     data: dict[str, str]
+    # The row's own send time (``send_at`` column), in UTC; None: the transaction's.
+    send_at: datetime | None = None
 
 
 def normalize_column(name: str) -> str:
@@ -300,20 +352,131 @@ def validate_row(
     placeholders: Collection[str],
     *,
     max_field_chars: int = _LIMITS.max_field_chars,
+    now: datetime | None = None,
+    max_schedule_days: int = _LIMITS.max_schedule_days,
 ) -> ValidRow | RowError:
     """Check one data record; the first rule it breaks is its error.
 
     Blank records (``fields == []``) are the caller's to skip before calling this.
     Placeholders the header lacks are ignored here (see ``missing_columns``). For the rows
-    of a whole file use ``RowChecker``, which also finds duplicate recipients.
+    of a whole file use ``RowChecker``, which also finds duplicate recipients. A row's
+    send time is judged against ``now`` (default: the current time).
     """
-    return _RowRules(header, placeholders, max_field_chars).validate(record)
+    rules = _RowRules(
+        header,
+        placeholders,
+        max_field_chars,
+        _SendTimes(now or datetime.now(UTC), max_schedule_days),
+    )
+    return rules.validate(record)
+
+
+class _SendTimes:
+    """The ``send_at`` rules: the time rows are judged at and how far ahead they may be."""
+
+    def __init__(self, now: datetime, max_days: int) -> None:
+        self.now = now
+        self.max_days = max_days
+
+    def check(self, row: int, raw: str, zone_name: str) -> datetime | RowError | None:
+        """The row's send time in UTC, None for an empty one, or the error."""
+        zone = None
+        name = zone_name.strip()
+        if name:
+            zone = _zone(name)
+            if zone is None:
+                return RowError(
+                    code=RowErrorCode.INVALID_TIMEZONE,
+                    message=f"Row {row}: {zone_name!r} is not a time zone name",
+                    row=row,
+                    field=TIMEZONE_COLUMN,
+                    value=zone_name,
+                    expected_format=_TIMEZONE_FORMAT,
+                    recovery_action=f"Correct the timezone in row {row} {_RESUBMIT}",
+                )
+        value = raw.strip()
+        if not value:
+            return None
+        at = _parse_date_time(value)
+        if at is None or (at.tzinfo is None and zone is None):
+            reason = (
+                "has no UTC offset and the row has no timezone"
+                if at is not None
+                else "is not a date and time"
+            )
+            return RowError(
+                code=RowErrorCode.INVALID_SEND_AT,
+                message=f"Row {row}: send_at {raw!r} {reason}",
+                row=row,
+                field=SEND_AT_COLUMN,
+                value=raw,
+                expected_format=_SEND_AT_FORMAT,
+                recovery_action=f"Correct the send_at of row {row} {_RESUBMIT}",
+            )
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=zone)
+        at = at.astimezone(UTC)
+        problem = check_send_at(at, self.now, self.max_days)
+        if problem is SendAtProblem.IN_PAST:
+            return RowError(
+                code=RowErrorCode.SEND_AT_IN_PAST,
+                message=(
+                    f"Row {row}: send_at {raw!r} is more than {MAX_PAST.seconds // 60} minutes "
+                    "in the past"
+                ),
+                row=row,
+                field=SEND_AT_COLUMN,
+                value=raw,
+                expected_format=f"a time at most {MAX_PAST.seconds // 60} minutes back",
+                recovery_action=(
+                    f"Give row {row} a later send_at, or none to send it with the rest, {_RESUBMIT}"
+                ),
+            )
+        if problem is SendAtProblem.TOO_FAR:
+            return RowError(
+                code=RowErrorCode.SEND_AT_TOO_FAR,
+                message=(f"Row {row}: send_at {raw!r} is more than {self.max_days} days ahead"),
+                row=row,
+                field=SEND_AT_COLUMN,
+                value=raw,
+                expected_format=f"a time at most {self.max_days} days ahead",
+                recovery_action=(
+                    f"Give row {row} an earlier send_at, or submit it again later, {_RESUBMIT}"
+                ),
+            )
+        return at
+
+
+def _parse_date_time(value: str) -> datetime | None:
+    """``value`` as a datetime, aware if it has an offset; None if it is not one."""
+    text = value.upper()
+    if _DATE_TIME.fullmatch(text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # a month 13, a February 30th
+        return None
+
+
+@functools.lru_cache(maxsize=_ZONE_MEMO)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        # ValueError: not a key at all ("../etc", an absolute path).
+        return None
 
 
 class _RowRules:
     """The rules of ``validate_row`` for one header and template, prepared once."""
 
-    def __init__(self, header: Header, placeholders: Collection[str], max_field_chars: int) -> None:
+    def __init__(
+        self,
+        header: Header,
+        placeholders: Collection[str],
+        max_field_chars: int,
+        send_times: _SendTimes,
+    ) -> None:
         columns = header.columns
         self.columns = columns
         self.max_field_chars = max_field_chars
@@ -322,8 +485,11 @@ class _RowRules:
         self.required = [
             (name, columns.index(name))
             for name in sorted(set(placeholders))
-            if name != EMAIL_COLUMN and name in columns
+            if name != EMAIL_COLUMN and name not in SCHEDULE_COLUMNS and name in columns
         ]
+        self.send_times = send_times
+        self.send_at_at = columns.index(SEND_AT_COLUMN) if SEND_AT_COLUMN in columns else None
+        self.timezone_at = columns.index(TIMEZONE_COLUMN) if TIMEZONE_COLUMN in columns else None
 
     def validate(self, record: Record) -> ValidRow | RowError:
         row, fields = record.row, record.fields
@@ -358,9 +524,19 @@ class _RowRules:
         empty = [(name, at) for name, at in self.required if not fields[at].strip()]
         if empty:
             return _missing_placeholder_value(row, [name for name, _ in empty], fields[empty[0][1]])
+        send_at = None
+        if self.send_at_at is not None or self.timezone_at is not None:
+            checked = self.send_times.check(
+                row,
+                "" if self.send_at_at is None else fields[self.send_at_at],
+                "" if self.timezone_at is None else fields[self.timezone_at],
+            )
+            if isinstance(checked, RowError):
+                return checked
+            send_at = checked
         data = dict(zip(self.columns, fields, strict=True))
         del data[EMAIL_COLUMN]
-        return ValidRow(row=row, email=email, data=data)
+        return ValidRow(row=row, email=email, data=data, send_at=send_at)
 
     def _field_too_long(self, row: int, fields: list[str]) -> RowError:
         limit = self.max_field_chars
@@ -452,7 +628,8 @@ class RowChecker:
     ``check`` answers ``None`` for a blank record (a blank line, or a row of empty cells
     as spreadsheets export them): it keeps its row number but is neither a message nor an
     error, and it does not count towards ``max_rows``. The record after the ``max_rows``-th
-    that does raises ``FileError`` ``TOO_MANY_ROWS``.
+    that does raises ``FileError`` ``TOO_MANY_ROWS``. Rows' send times are judged against
+    ``now`` (default: when the checker is made), the same for every row of the file.
     """
 
     def __init__(
@@ -462,8 +639,11 @@ class RowChecker:
         *,
         max_rows: int = _LIMITS.max_rows,
         max_field_chars: int = _LIMITS.max_field_chars,
+        now: datetime | None = None,
+        max_schedule_days: int = _LIMITS.max_schedule_days,
     ) -> None:
-        self._rules = _RowRules(header, placeholders, max_field_chars)
+        send_times = _SendTimes(now or datetime.now(UTC), max_schedule_days)
+        self._rules = _RowRules(header, placeholders, max_field_chars, send_times)
         self._recipients = Recipients()
         self._max_rows = max_rows
         self._rows = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from services.scheduler.control import ControlActor
 from services.scheduler.scheduling import DueActor, IngestedActor
 from shared.actor import ActorRunner
 from shared.service import Runtime, Worker, run_service
@@ -25,6 +26,7 @@ def main() -> None:
             ActorRunner(
                 DueActor(rt.store, rt.broker), rt.broker, rt.store, concurrency=settings.concurrency
             ),
+            ActorRunner(ControlActor(rt.store, rt.broker), rt.broker, rt.store, concurrency=1),
         ]
 
     asyncio.run(run_service("scheduler", settings, build))

@@ -1,46 +1,116 @@
-"""Sending one batch: claim each waiting message, render it, send it through SES, record it.
+"""Sending one batch, exactly once, in chunks: claim, send, record.
 
-    claim     SCHEDULED/READY_TO_SEND -> SENDING   (conditional: one sender wins a message)
-    send      render + SES SendEmail, under the account's rate
-    record    SENDING -> SENT with the SES id, or -> FAILED with the reason;
-              a retryable failure puts the message back (-> READY_TO_SEND) and the batch
-              is redelivered later, when only what is still waiting is claimed again
+    resolve   messages a crashed attempt left SENDING: a receipt (SES's answer, or its
+              Send event seen by the tracker) makes them SENT; none, once the lease is
+              over, SES's Send events had time to arrive and the tracker has read them
+              all, puts them back to READY_TO_SEND; until then the batch comes back later
+    claim     READY_TO_SEND -> SENDING for a chunk, with an attempt id and a lease, in one
+              conditional update (one sender wins each message)
+    send      render + SES SendEmail at the time the shared pacer hands out; throttling,
+              5xx and timeouts retried in place with backoff and jitter; a paused account
+              holds every send until it is cleared
+    record    receipts first, then SENDING -> SENT for the chunk in one update; refused
+              mail -> FAILED with the reason; retries exhausted -> FAILED and a dead letter
 
-Counter changes are summed per batch and applied with one ``$inc`` per phase.
+Every message and counter change goes through ``move_messages`` (a store transaction), so
+a kill -9 at any point leaves the counters exact. A call that got no answer stays SENDING
+and is resolved like a crashed attempt: never sent twice on a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+import msgspec
+import stamina
 import structlog
-from aiolimiter import AsyncLimiter
 from msgspec.structs import replace
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
-from services.sender.ses import Ses, SesRejected
+from services.sender.mime import MimeError
+from services.sender.pacer import Pacer
+from services.sender.pause import Pause
+from services.sender.ses import Ses, SesPaused, SesRejected, SesThrottled, SesUnanswered
 from shared.actor import Actor
+from shared.aws import open_sesv2
 from shared.broker import Broker
-from shared.documents import Batch, Message, from_document, message_id
-from shared.errors import RetryableError, TemplateError
+from shared.documents import (
+    Batch,
+    DeadLetter,
+    Message,
+    SendReceipt,
+    from_document,
+    message_id,
+    to_document,
+)
+from shared.errors import RetryableError, TemplateError, UpstreamUnavailable
 from shared.events import SendBatch
+from shared.metrics import SES_BACKOFF_SECONDS, SES_RATE_CEILING, SES_SENDS, SES_THROTTLES
 from shared.records import load_template, load_transaction
-from shared.settings import SenderSettings
+from shared.service import Runtime
+from shared.settings import (
+    SenderSettings,
+    require_public_base_url,
+    require_unsubscribe_secret,
+)
+from shared.settlement import settle
 from shared.status import MessageStatus as M
 from shared.status import TxStatus
-from shared.store import Store
-from shared.template import CompiledTemplate, compile_template
-from shared.topology import CONSUMERS
-from shared.transitions import move_message, transition_tx
+from shared.store import Store, insert_new
+from shared.template import CompiledTemplate, RenderedEmail, compile_template
+from shared.topology import CONSUMERS, KV, Subjects
+from shared.transitions import move_messages
+from shared.unsubscribe import list_unsubscribe_headers
 
-__all__ = ["SenderActor", "simulator_address"]
+__all__ = ["SenderActor", "UnsubscribeLinks", "open_sender", "simulator_address"]
 
 log = structlog.get_logger("sender")
 
-_WAITING = (M.SCHEDULED, M.READY_TO_SEND)
+
+class _Sent(msgspec.Struct, frozen=True):
+    ses_message_id: str
+
+
+class _Failed(msgspec.Struct, frozen=True):
+    code: str
+    reason: str
+    # Retries exhausted: kept as a dead letter for manual review as well.
+    dead: bool = False
+
+
+class _Unanswered(msgspec.Struct, frozen=True):
+    reason: str
+
+
+_Result = _Sent | _Failed | _Unanswered
+
+
+class _Template(msgspec.Struct, frozen=True):
+    compiled: CompiledTemplate
+    marketing: bool
+
+
+class UnsubscribeLinks(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the gateway serves unsubscribe links, and the key that signs them."""
+
+    base_url: str
+    secret: str
+
+
+def _count_backoff(details: RetryDetails) -> None:
+    SES_BACKOFF_SECONDS.inc(details.wait_for)
+
+
+def _retryable(error: Exception) -> bool:
+    # A pause is waited out, not retried; an unanswered call must not be repeated blind.
+    return isinstance(error, UpstreamUnavailable) and not isinstance(
+        error, SesPaused | SesUnanswered
+    )
 
 
 class SenderActor(Actor[SendBatch]):
@@ -52,150 +122,375 @@ class SenderActor(Actor[SendBatch]):
         store: Store,
         broker: Broker,
         ses: Ses,
-        limiter: AsyncLimiter,
+        pacer: Pacer,
+        pause: Pause,
         settings: SenderSettings,
+        links: UnsubscribeLinks,
     ) -> None:
         self.store = store
         self.broker = broker
         self.ses = ses
-        self.limiter = limiter
+        self.pacer = pacer
+        self.pause = pause
+        self.settings = settings
+        self.links = links
         self.lease = timedelta(seconds=settings.send_lease_seconds)
-        self.concurrency = settings.send_concurrency
-        self._templates: dict[str, CompiledTemplate] = {}
+        self.grace = timedelta(seconds=settings.send_resolve_grace_seconds)
+        # Claimed chunks at once in this process: enough to keep the pacer busy while
+        # earlier chunks are claimed and recorded (about 0.8 s of sending), at least two.
+        chunks = math.ceil(pacer.rate * 0.8 / settings.send_chunk_size)
+        self._chunks = asyncio.Semaphore(max(2, chunks))
+        self._calls = asyncio.Semaphore(settings.send_concurrency)
+        self._templates: dict[str, _Template] = {}
+        # stamina's hooks are process-wide; ours counts every backoff wait, in seconds.
+        set_on_retry_hooks([_count_backoff])
 
     async def handle(self, event: SendBatch) -> None:
         tx = await load_transaction(self.store, event.transaction_id)
         if tx.status != TxStatus.READY_TO_SEND:
             log.info("not sending", status=tx.status, batch=event.batch)
             return
+        messages = await self._messages(tx.id, event.batch)
+        waiting, unresolved = await self._resolve(tx.id, messages)
         template = await self._template(tx.template_id)
-        claimed = await self._claim(tx.id, event.batch)
         test_mode = tx.mode == "test"
-        results = await asyncio.gather(*(self._send(m, template, test_mode) for m in claimed))
-        outcomes = [outcome for outcome, _ in results]
-        total: Counter[str] = Counter()
-        for _, moves in results:
-            total.update(moves)  # not ``+``: it drops the negative counts
-        await self._count(tx.id, total)
-        retry = outcomes.count("retry")
-        await self._finish_if_all_dispatched(tx.id)
+        totals: dict[str, int] = defaultdict(int)
+        size = self.settings.send_chunk_size
+        for start in range(0, len(waiting), size):
+            async with self._chunks:
+                if await self._cancelling(tx.id):
+                    break
+                counts = await self._send_chunk(
+                    tx.id, template, waiting[start : start + size], test_mode
+                )
+            for key, n in counts.items():
+                totals[key] += n
+        settled = await settle(self.store, self.broker, tx.id)
         log.info(
             "batch sent",
             batch=event.batch,
-            claimed=len(claimed),
-            sent=outcomes.count("sent"),
-            failed=outcomes.count("failed"),
-            retry=retry,
+            waiting=len(waiting),
+            unresolved=unresolved,
+            settled=settled,
+            **totals,
         )
-        if retry:
-            raise RetryableError(f"{retry} messages of batch {event.batch} will be retried")
+        pending = unresolved + totals["unanswered"]
+        if pending:
+            raise RetryableError(
+                f"{pending} messages of batch {event.batch} wait for SES's Send events"
+            )
 
-    async def _template(self, template_id: str) -> CompiledTemplate:
-        compiled = self._templates.get(template_id)
-        if compiled is None:
-            template = await load_template(self.store, template_id)
-            compiled = compile_template(template.subject, template.html, template.text)
-            self._templates[template_id] = compiled
-        return compiled
-
-    async def _claim(self, transaction_id: str, number: int) -> list[Message]:
+    async def _messages(self, transaction_id: str, number: int) -> list[Message]:
         raw = await self.store.batches.find_one({"_id": f"{transaction_id}:{number}"})
         if raw is None:
             raise RetryableError(f"batch {number} of {transaction_id} is not stored yet")
         batch = from_document(raw, Batch)
         ids = [message_id(transaction_id, row) for row in batch.rows]
-        waiting = [
+        found = [
             from_document(doc, Message)
             async for doc in self.store.messages.find({"_id": {"$in": ids}})
-            if doc["status"] in _WAITING
         ]
-        attempt_id = uuid.uuid4().hex
-        lease_until = datetime.now(UTC) + self.lease
+        found.sort(key=lambda m: m.row)
+        return found
 
-        async def claim(m: Message) -> Message | None:
-            old = await move_message(
-                self.store,
-                m.id,
-                [m.status],
-                M.SENDING,
-                also_set={
-                    "attempt_id": attempt_id,
-                    "lease_until": lease_until,
-                    "attempts": m.attempts + 1,
-                },
-            )
-            return None if old is None else m
+    async def _template(self, template_id: str) -> _Template:
+        found = self._templates.get(template_id)
+        if found is None:
+            template = await load_template(self.store, template_id)
+            compiled = compile_template(template.subject, template.html, template.text)
+            found = self._templates[template_id] = _Template(compiled, template.marketing)
+        return found
 
-        won = [m for m in await asyncio.gather(*(claim(m) for m in waiting)) if m is not None]
-        moves: Counter[str] = Counter()
-        for m in won:
-            moves[m.status.lower()] -= 1
-            moves["sending"] += 1
-        await self._count(transaction_id, moves)
-        # Each claimed message now carries this attempt's id; results are guarded by it.
-        return [replace(m, status=M.SENDING, attempt_id=attempt_id) for m in won]
-
-    async def _send(
-        self, m: Message, template: CompiledTemplate, test_mode: bool
-    ) -> tuple[str, Counter[str]]:
-        """Send one claimed message; returns "sent", "failed" or "retry" and the counter
-        changes it made."""
-        moves: Counter[str] = Counter()
-        try:
-            mail = template.render({**m.data, "email": m.email})
-            async with self.limiter:
-                to = simulator_address(m.email) if test_mode else m.email
-                ses_id = await self.ses.send(to, mail, _tags(m))
-        except (TemplateError, SesRejected) as e:
-            code = e.code if isinstance(e, SesRejected) else "TEMPLATE_RENDER_ERROR"
-            error = {"code": code, "message": str(e), "at": datetime.now(UTC)}
-            if await self._record(m, M.FAILED, {"last_error": error}):
-                moves["sending"] -= 1
-                moves["failed"] += 1
-            moves["dispatched"] += 1
-            outcome = "failed"
-        except RetryableError as e:
-            error = {"code": type(e).__name__, "message": str(e), "at": datetime.now(UTC)}
-            if await self._record(m, M.READY_TO_SEND, {"last_error": error}):
-                moves["sending"] -= 1
-                moves["ready_to_send"] += 1
-            outcome = "retry"
-        else:
-            fields = {"ses_message_id": ses_id, "sent_at": datetime.now(UTC)}
-            if await self._record(m, M.SENT, fields):
-                moves["sending"] -= 1
-                moves["sent"] += 1
-            else:
-                # An SES event overtook us and the tracker moved the message already;
-                # the SES id is still ours to record.
-                await self.store.messages.update_one(
-                    {"_id": m.id, "attempt_id": m.attempt_id}, {"$set": fields}
-                )
-            moves["dispatched"] += 1
-            outcome = "sent"
-        return outcome, moves
-
-    async def _record(self, m: Message, new: M, fields: dict[str, Any]) -> bool:
-        old = await move_message(
-            self.store,
-            m.id,
-            [M.SENDING],
-            new,
-            also_set=fields,
-            guard={"attempt_id": m.attempt_id},
+    async def _cancelling(self, transaction_id: str) -> bool:
+        raw = await self.store.transactions.find_one(
+            {"_id": transaction_id}, {"cancel_requested_at": 1}
         )
-        return old is not None
+        return raw is not None and raw.get("cancel_requested_at") is not None
 
-    async def _count(self, transaction_id: str, moves: Counter[str]) -> None:
-        inc = {f"counters.{key}": n for key, n in moves.items() if n}
-        if inc:
-            await self.store.transactions.update_one({"_id": transaction_id}, {"$inc": inc})
+    # -- resolve -----------------------------------------------------------------------
 
-    async def _finish_if_all_dispatched(self, transaction_id: str) -> None:
-        tx = await load_transaction(self.store, transaction_id)
-        total = tx.counters.get("total", 0)
-        if tx.status == TxStatus.READY_TO_SEND and tx.counters.get("dispatched", 0) >= total:
-            await transition_tx(self.store, self.broker, tx, TxStatus.SENT)
+    async def _resolve(
+        self, transaction_id: str, messages: Sequence[Message]
+    ) -> tuple[list[Message], int]:
+        """The batch's messages that may be sent now, and how many must wait to be
+        resolved (SENDING under another attempt, or ambiguous and not yet decidable)."""
+        now = datetime.now(UTC)
+        waiting = [m for m in messages if m.status == M.READY_TO_SEND]
+        sending = [m for m in messages if m.status == M.SENDING]
+        expired = [m for m in sending if m.lease_until is None or m.lease_until <= now]
+        unresolved = len(sending) - len(expired)  # a live attempt holds them
+        if not expired:
+            return waiting, unresolved
+        receipts = {
+            str(doc["_id"])
+            async for doc in self.store.sends.find(
+                {"_id": {"$in": [m.id for m in expired]}}, {"_id": 1}
+            )
+        }
+        sent = [m.id for m in expired if m.id in receipts]
+        if sent:
+            await move_messages(
+                self.store, transaction_id, sent, M.SENDING, M.SENT, also_set={"sent_at": now}
+            )
+        unknown = [m for m in expired if m.id not in receipts]
+        lapsed = [m for m in unknown if m.lease_until is None or m.lease_until + self.grace <= now]
+        decidable = await self._events_read(transaction_id, lapsed)
+        unresolved += len(unknown) - len(decidable)
+        if decidable:
+            # SES never saw them: each goes back, guarded by the attempt that left it.
+            by_attempt: dict[str | None, list[str]] = defaultdict(list)
+            for m in decidable:
+                by_attempt[m.attempt_id].append(m.id)
+            for attempt_id, ids in by_attempt.items():
+                await move_messages(
+                    self.store,
+                    transaction_id,
+                    ids,
+                    M.SENDING,
+                    M.READY_TO_SEND,
+                    guard={"attempt_id": attempt_id},
+                    also_set={"resolve_after_seq": None},
+                )
+            back = {m.id for m in decidable}
+            waiting += [
+                from_document(doc, Message)
+                async for doc in self.store.messages.find(
+                    {"_id": {"$in": sorted(back)}, "status": M.READY_TO_SEND}
+                )
+            ]
+            log.warning("unsent after a lost attempt", resent=len(back), receipts=len(sent))
+        waiting.sort(key=lambda m: m.row)
+        return waiting, unresolved
+
+    async def _events_read(self, transaction_id: str, lapsed: Sequence[Message]) -> list[Message]:
+        """Of the lapsed messages without a receipt, those SES never had: the tracker has
+        read every SES event published by the time they had lapsed (so a Send event of
+        theirs would have left its receipt). The first time a message is seen lapsed it
+        is marked with the events stream's last sequence; it is decided when the
+        tracker's acknowledged floor has passed that mark."""
+        if not lapsed:
+            return []
+        spec = CONSUMERS.TRACKER_EVENTS
+        floor = (await self.broker.js.consumer_info(spec.stream, spec.durable)).ack_floor
+        read_up_to = floor.stream_seq if floor is not None and floor.stream_seq else 0
+        marks = {m.id: m.resolve_after_seq for m in lapsed}
+        unmarked = [id_ for id_, mark in marks.items() if mark is None]
+        if unmarked:
+            last = (await self.broker.js.stream_info(spec.stream)).state.last_seq
+            await self.store.messages.update_many(
+                {"_id": {"$in": unmarked}, "status": M.SENDING},
+                {"$set": {"resolve_after_seq": last}},
+            )
+            marks.update(dict.fromkeys(unmarked, last))
+        return [m for m in lapsed if (marks[m.id] or 0) <= read_up_to]
+
+    # -- claim, send, record -----------------------------------------------------------
+
+    async def _send_chunk(
+        self,
+        transaction_id: str,
+        template: _Template,
+        chunk: Sequence[Message],
+        test_mode: bool,
+    ) -> dict[str, int]:
+        claimed = await self._claim(transaction_id, chunk)
+        if not claimed:
+            return {}
+        renewing = asyncio.create_task(self._renew(claimed))
+        try:
+            results = await asyncio.gather(*(self._send(m, template, test_mode) for m in claimed))
+        finally:
+            renewing.cancel()
+        return await self._record(transaction_id, claimed, results)
+
+    async def _claim(self, transaction_id: str, chunk: Sequence[Message]) -> list[Message]:
+        attempt_id = uuid.uuid4().hex
+        ids = [m.id for m in chunk]
+        moved = await move_messages(
+            self.store,
+            transaction_id,
+            ids,
+            M.READY_TO_SEND,
+            M.SENDING,
+            also_set={"attempt_id": attempt_id, "lease_until": datetime.now(UTC) + self.lease},
+            message_inc={"attempts": 1},
+        )
+        if moved < len(ids):
+            # Someone else (a cancel, another replica) took some: ours carry our attempt.
+            ours = {
+                str(doc["_id"])
+                async for doc in self.store.messages.find(
+                    {"_id": {"$in": ids}, "attempt_id": attempt_id}, {"_id": 1}
+                )
+            }
+            chunk = [m for m in chunk if m.id in ours]
+        return [
+            replace(m, status=M.SENDING, attempt_id=attempt_id, attempts=m.attempts + 1)
+            for m in chunk
+        ]
+
+    async def _renew(self, claimed: Sequence[Message]) -> None:
+        """Keep the lease of a chunk that takes long (a low rate, a pause, retries)."""
+        ids = [m.id for m in claimed]
+        attempt_id = claimed[0].attempt_id
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await self.store.messages.update_many(
+                {"_id": {"$in": ids}, "status": M.SENDING, "attempt_id": attempt_id},
+                {"$set": {"lease_until": datetime.now(UTC) + self.lease}},
+            )
+
+    async def _send(self, m: Message, template: _Template, test_mode: bool) -> _Result:
+        try:
+            mail = template.compiled.render({**m.data, "email": m.email})
+        except TemplateError as e:
+            return _Failed("TEMPLATE_RENDER_ERROR", str(e))
+        to = simulator_address(m.email) if test_mode else m.email
+        # Bulk-sender rules (Gmail, Yahoo): marketing mail carries a one-click unsubscribe.
+        headers = (
+            list_unsubscribe_headers(self.links.base_url, self.links.secret, m.tenant, m.email)
+            if template.marketing
+            else None
+        )
+        while True:
+            try:
+                ses_id = await self._call_with_retries(to, mail, m, headers)
+            except SesPaused as e:
+                await self.pause.enter(str(e))
+                continue  # the next call waits until the pause is cleared or probed
+            except SesUnanswered as e:
+                SES_SENDS.labels("unanswered").inc()
+                return _Unanswered(str(e))
+            except SesRejected as e:
+                SES_SENDS.labels("rejected").inc()
+                return _Failed(e.code, e.reason)
+            except MimeError as e:
+                return _Failed("INVALID_MIME", str(e))
+            except UpstreamUnavailable as e:
+                return _Failed("RETRIES_EXHAUSTED", str(e), dead=True)
+            SES_SENDS.labels("sent").inc()
+            if self.pause.active:
+                await self.pause.clear()
+            return _Sent(ses_id)
+
+    async def _call_with_retries(
+        self, to: str, mail: RenderedEmail, m: Message, headers: Mapping[str, str] | None
+    ) -> str:
+        s = self.settings
+        async for attempt in stamina.retry_context(
+            on=_retryable,
+            attempts=s.send_retry_attempts,
+            timeout=s.send_retry_timeout_seconds,
+            wait_initial=0.2,
+            wait_max=s.send_retry_max_wait_seconds,
+            wait_jitter=1.0,
+        ):
+            with attempt:
+                await self.pause.wait()
+                await self.pacer.turn()
+                try:
+                    async with self._calls:
+                        ses_id = await self.ses.send(to, mail, _tags(m), headers=headers)
+                except SesThrottled:
+                    SES_THROTTLES.inc()
+                    SES_SENDS.labels("throttled").inc()
+                    self.pacer.throttled()
+                    raise
+                except UpstreamUnavailable as e:
+                    if _retryable(e):
+                        SES_SENDS.labels("unavailable").inc()
+                    raise
+                self.pacer.succeeded()
+                return ses_id
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    async def _record(
+        self, transaction_id: str, claimed: Sequence[Message], results: Sequence[_Result]
+    ) -> dict[str, int]:
+        now = datetime.now(UTC)
+        attempt = {"attempt_id": claimed[0].attempt_id}
+        sent = [(m, r) for m, r in zip(claimed, results, strict=True) if isinstance(r, _Sent)]
+        receipts = [
+            to_document(
+                SendReceipt(
+                    id=m.id,
+                    transaction_id=transaction_id,
+                    ses_message_id=r.ses_message_id,
+                    at=now,
+                    source="sender",
+                )
+            )
+            for m, r in sent
+        ]
+        # Receipts first: a crash after them still leaves the proof that SES has the mail.
+        await insert_new(self.store.sends, receipts)
+        await move_messages(
+            self.store,
+            transaction_id,
+            [m.id for m, _ in sent],
+            M.SENDING,
+            M.SENT,
+            also_set={"sent_at": now},
+            guard=attempt,
+        )
+        failed = 0
+        for m, r in zip(claimed, results, strict=True):
+            if not isinstance(r, _Failed):
+                continue
+            failed += 1
+            error = {"code": r.code, "message": r.reason, "at": now}
+            if r.dead:
+                await self._dead_letter(m, r)
+            await move_messages(
+                self.store,
+                transaction_id,
+                [m.id],
+                M.SENDING,
+                M.FAILED,
+                also_set={"last_error": error},
+                guard=attempt,
+            )
+        unanswered = sum(isinstance(r, _Unanswered) for r in results)
+        return {"sent": len(sent), "failed": failed, "unanswered": unanswered}
+
+    async def _dead_letter(self, m: Message, failure: _Failed) -> None:
+        letter = DeadLetter(
+            id=f"message:{m.id}",
+            kind="message",
+            service="sender",
+            subject=Subjects.SEND_BATCH,
+            stream_seq=0,
+            deliveries=m.attempts,
+            payload=msgspec.json.encode({"message_id": m.id, "email": m.email}).decode(),
+            error=f"{failure.code}: {failure.reason}",
+            at=datetime.now(UTC),
+            transaction_id=m.transaction_id,
+            message_id=m.id,
+        )
+        await self.store.dead_letters.update_one(
+            {"_id": letter.id}, {"$setOnInsert": to_document(letter)}, upsert=True
+        )
+
+
+async def open_sender(rt: Runtime, settings: SenderSettings) -> SenderActor:
+    """The sender on ``rt``'s clients, with its SES client, the shared pacer and pause."""
+    client = await open_sesv2(
+        rt.exits,
+        settings,
+        settings.ses_endpoint_url,
+        read_timeout=settings.ses_timeout_seconds,
+        connections=settings.send_concurrency,
+    )
+    links = UnsubscribeLinks(
+        base_url=require_public_base_url(settings), secret=require_unsubscribe_secret(settings)
+    )
+    ses = Ses(client, settings.ses_from_address, settings.ses_configuration_set)
+    rate = settings.ses_max_send_rate or await ses.max_send_rate()
+    SES_RATE_CEILING.set(rate)
+    kv = await rt.broker.js.key_value(KV.SENDER.bucket)
+    pacer = Pacer(kv, rate)
+    pause = Pause(kv, rt.broker, probe_seconds=settings.pause_probe_seconds)
+    return SenderActor(rt.store, rt.broker, ses, pacer, pause, settings, links)
 
 
 def _tags(m: Message) -> dict[str, str]:

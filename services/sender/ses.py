@@ -2,7 +2,9 @@
 
     UpstreamUnavailable (retryable)
     ├── SesThrottled        over the account's sending rate: slow down, retry
-    └── SesPaused           sending paused, account suspended, daily quota used: wait
+    ├── SesPaused           sending paused, account suspended, daily quota used: wait
+    └── SesUnanswered       the request went out and no answer came back: SES may have
+                            accepted it, so it must not simply be sent again
     PermanentError
     └── SesRejected         this mail can never go: message FAILED, no retry
 
@@ -12,18 +14,24 @@ SES client does, nothing above this module sees a botocore exception.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
+from services.sender.mime import build_mime
 from shared.errors import PermanentError, UpstreamUnavailable
 from shared.template import RenderedEmail
 
 if TYPE_CHECKING:
     from types_aiobotocore_sesv2 import SESV2Client
-    from types_aiobotocore_sesv2.type_defs import BodyTypeDef, MessageTagTypeDef
+    from types_aiobotocore_sesv2.type_defs import (
+        BodyTypeDef,
+        EmailContentTypeDef,
+        MessageTagTypeDef,
+    )
 
-__all__ = ["Ses", "SesPaused", "SesRejected", "SesThrottled"]
+__all__ = ["Ses", "SesPaused", "SesRejected", "SesThrottled", "SesUnanswered"]
 
 
 class SesThrottled(UpstreamUnavailable):
@@ -31,6 +39,10 @@ class SesThrottled(UpstreamUnavailable):
 
 
 class SesPaused(UpstreamUnavailable):
+    pass
+
+
+class SesUnanswered(UpstreamUnavailable):
     pass
 
 
@@ -66,13 +78,34 @@ class Ses:
         self.from_address = from_address
         self.configuration_set = configuration_set
 
-    async def send(self, to: str, mail: RenderedEmail, tags: dict[str, str]) -> str:
-        """Send one mail; returns the SES message id."""
-        body: BodyTypeDef = {}
-        if mail.html is not None:
-            body["Html"] = {"Data": mail.html, "Charset": "UTF-8"}
-        if mail.text is not None:
-            body["Text"] = {"Data": mail.text, "Charset": "UTF-8"}
+    async def send(
+        self,
+        to: str,
+        mail: RenderedEmail,
+        tags: dict[str, str],
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Send one mail; returns the SES message id.
+
+        With ``headers`` (``List-Unsubscribe``...) the mail goes as Raw MIME content, which
+        SES sends as it is: Simple content cannot carry headers of our own. A mail that
+        cannot be written as MIME raises ``MimeError`` (permanent).
+        """
+        content: EmailContentTypeDef
+        if headers:
+            content = {"Raw": {"Data": build_mime(self.from_address, to, mail, headers)}}
+        else:
+            body: BodyTypeDef = {}
+            if mail.html is not None:
+                body["Html"] = {"Data": mail.html, "Charset": "UTF-8"}
+            if mail.text is not None:
+                body["Text"] = {"Data": mail.text, "Charset": "UTF-8"}
+            content = {
+                "Simple": {
+                    "Subject": {"Data": mail.subject, "Charset": "UTF-8"},
+                    "Body": body,
+                }
+            }
         email_tags: list[MessageTagTypeDef] = [
             {"Name": name, "Value": value} for name, value in tags.items()
         ]
@@ -80,17 +113,14 @@ class Ses:
             response = await self.client.send_email(
                 FromEmailAddress=self.from_address,
                 Destination={"ToAddresses": [to]},
-                Content={
-                    "Simple": {
-                        "Subject": {"Data": mail.subject, "Charset": "UTF-8"},
-                        "Body": body,
-                    }
-                },
+                Content=content,
                 EmailTags=email_tags,
                 ConfigurationSetName=self.configuration_set,
             )
         except ClientError as e:
             raise classify(e) from e
+        except ReadTimeoutError as e:
+            raise SesUnanswered(f"SES did not answer: {e}") from e
         except BotoCoreError as e:
             raise UpstreamUnavailable(f"SES unreachable: {e}") from e
         return response["MessageId"]

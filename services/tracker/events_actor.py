@@ -2,8 +2,9 @@
 
 For each batch (``SesEvents`` on ``email.ses.events``):
 
-1. parse every event and find its message: by the ``transaction_id``/``row`` tags, else (an
-   identity notification carries no tags) by the SES message id, in one query per batch;
+1. keep a receipt for every Send event (the proof SES has the mail), then find each event's
+   message: by the ``transaction_id``/``row`` tags, else (an identity notification carries
+   no tags) by the SES message id in the receipts, in one query per batch;
 2. apply each message's events in the order they happened: an outcome is a conditional move
    (``move_message``) that pushes the event onto the message's ``events``; an event that
    changes no status (record-only, or an outcome the message is past) is added to
@@ -28,13 +29,14 @@ import structlog
 
 from services.tracker.completion import complete_if_done
 from services.tracker.outcome import outcome_for
-from services.tracker.ses_event import SesEvent, parse_ses_event
+from services.tracker.ses_event import SesEvent, SesEventKind, parse_ses_event
 from shared.actor import Actor
 from shared.broker import Broker
-from shared.documents import to_document
+from shared.documents import SendReceipt, to_document
 from shared.events import SesEvents
+from shared.settlement import settle
 from shared.status import MessageStatus
-from shared.store import Store
+from shared.store import Store, insert_new
 from shared.topology import CONSUMERS
 from shared.transitions import move_message
 
@@ -91,6 +93,7 @@ class SesEventsActor(Actor[SesEvents]):
 
     async def handle(self, event: SesEvents) -> None:
         parsed = [parse_ses_event(raw) for raw in event.events if isinstance(raw, Mapping)]
+        await self._keep_receipts(parsed)
         by_message, unmapped = await self._find_messages(parsed)
         moves: list[Move] = []
         tally = _Tally()
@@ -114,6 +117,9 @@ class SesEventsActor(Actor[SesEvents]):
         # Every transaction the batch is about, moved or not: a redelivery of a batch whose
         # completion check failed moves nothing the second time.
         touched = sorted(tally.transactions)
+        for tx in touched:
+            # An outcome that overtook the sender's record may be the last pending move.
+            await settle(self.store, self.broker, tx)
         completed = [tx for tx in touched if await complete_if_done(self.store, self.broker, tx)]
         log.info(
             "ses events",
@@ -126,6 +132,28 @@ class SesEventsActor(Actor[SesEvents]):
             transactions=touched,
             completed=completed,
         )
+
+    async def _keep_receipts(self, events: list[SesEvent]) -> None:
+        """A Send event proves SES accepted the mail: the sender reads these receipts to
+        settle the sends a crash left without an answer (services/sender/sending.py)."""
+        now = datetime.now(UTC)
+        receipts = [
+            to_document(
+                SendReceipt(
+                    id=e.message_id,
+                    transaction_id=e.transaction_id,
+                    ses_message_id=e.ses_message_id,
+                    at=e.timestamp or now,
+                    source="tracker",
+                )
+            )
+            for e in events
+            if e.kind == SesEventKind.SEND
+            and e.message_id is not None
+            and e.transaction_id is not None
+            and e.ses_message_id is not None
+        ]
+        await insert_new(self.store.sends, receipts)
 
     async def _find_messages(
         self, events: list[SesEvent]
@@ -143,7 +171,7 @@ class SesEventsActor(Actor[SesEvents]):
                 unmapped += 1
                 log.warning("ses event names no message", kind=event.kind)
         if untagged:
-            found = self.store.messages.find(
+            found = self.store.sends.find(
                 {"ses_message_id": {"$in": sorted(untagged)}},
                 {"_id": 1, "transaction_id": 1, "ses_message_id": 1},
             )

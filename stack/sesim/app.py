@@ -2,6 +2,11 @@
 
 SigV4 signatures are not checked. Errors follow the REST-JSON protocol: the code in the
 ``x-amzn-ErrorType`` header, ``{"message": ...}`` in the body.
+
+``SendEmail`` is answered by a plain ASGI handler in front of Litestar: it is the one route
+called a thousand times a second (load tests share two cores with it), and Litestar's
+routing, request and response objects cost more CPU than the simulation itself. Every other
+route is Litestar's.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import Litestar, Request, delete, get, post
+from litestar.enums import ScopeType
 from litestar.response import Response
+from litestar.types import ASGIApp, HTTPScope, LifeSpanScope, Receive, Scope, Send
 
 from stack.sesim.dispatcher import Dispatcher
 from stack.sesim.errors import SesError, bad_request
@@ -23,7 +30,7 @@ from stack.sesim.faults import FaultRequest
 from stack.sesim.sendlog import SendLog
 from stack.sesim.settings import SimSettings, SinkKind
 from stack.sesim.shapes import SendEmailRequest
-from stack.sesim.simulator import Simulator
+from stack.sesim.simulator import QuotaRequest, Simulator
 from stack.sesim.sinks import EventSink, NatsSink, NullSink, SqsSink
 
 __all__ = ["build_sink", "create_app"]
@@ -32,7 +39,10 @@ _JSON = "application/json"
 _encoder = msgspec.json.Encoder()
 _send_email_decoder = msgspec.json.Decoder(SendEmailRequest)
 _fault_decoder = msgspec.json.Decoder(FaultRequest)
+_quota_decoder = msgspec.json.Decoder(QuotaRequest)
 _DRAIN_SECONDS = 5.0
+_SEND_EMAIL_PATH = "/v2/email/outbound-emails"
+_JSON_HEADER = (b"content-type", _JSON.encode())
 
 
 def _json(body: object, status: int = 200) -> Response[bytes]:
@@ -44,25 +54,56 @@ def _simulator(request: Request[Any, Any, Any]) -> Simulator:
     return simulator
 
 
-def _ses_error(_: Request[Any, Any, Any], error: SesError) -> Response[bytes]:
-    return Response(
-        content=_encoder.encode({"message": error.message}),
-        status_code=error.status,
-        media_type=_JSON,
-        headers={"x-amzn-ErrorType": f"{error.code}:", "x-amzn-RequestId": "simulator"},
+async def _answer(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *(headers or []),
+                _JSON_HEADER,
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
     )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-@post("/v2/email/outbound-emails", status_code=200)
-async def send_email(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_email(simulator: Simulator, receive: Receive, send: Send) -> None:
+    """``POST /v2/email/outbound-emails``, in plain ASGI (see the module's docstring)."""
     try:
-        body = _send_email_decoder.decode(await request.body())
-    except msgspec.ValidationError as e:
-        raise bad_request(str(e)) from e
-    except msgspec.DecodeError as e:
-        raise bad_request("Malformed JSON body.") from e
-    answer = await _simulator(request).send_email(body)
-    return _json(answer)
+        try:
+            request = _send_email_decoder.decode(await _read_body(receive))
+        except msgspec.ValidationError as e:
+            raise bad_request(str(e)) from e
+        except msgspec.DecodeError as e:
+            raise bad_request("Malformed JSON body.") from e
+        answer = await simulator.send_email(request)
+    except SesError as error:
+        headers = [
+            (b"x-amzn-errortype", f"{error.code}:".encode()),
+            (b"x-amzn-requestid", b"simulator"),
+        ]
+        await _answer(send, error.status, _encoder.encode({"message": error.message}), headers)
+        return
+    await _answer(send, 200, _encoder.encode(answer))
+
+
+_NOT_ALLOWED = _encoder.encode({"status_code": 405, "detail": "Method Not Allowed"})
 
 
 @get("/v2/email/account")
@@ -80,6 +121,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
             "sends": len(simulator.log.records()),
             "events_pending": simulator.dispatcher.pending,
             "events_delivered": simulator.dispatcher.delivered,
+            "max_send_rate": simulator.max_send_rate,
+            "throttled": simulator.throttled,
         }
     )
 
@@ -111,11 +154,22 @@ async def clear_faults(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _json([])
 
 
+@post("/_sim/quota", status_code=200)
+async def set_quota(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A new maximum send rate, enforced at once and reported by GetAccount."""
+    try:
+        quota = _quota_decoder.decode(await request.body())
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        return _json({"error": str(e)}, status=400)
+    simulator = _simulator(request)
+    simulator.set_max_send_rate(quota.max_send_rate)
+    return _json({"max_send_rate": simulator.max_send_rate})
+
+
 @post("/_sim/reset", status_code=200)
 async def reset(request: Request[Any, Any, Any]) -> Response[bytes]:
-    simulator = _simulator(request)
-    simulator.log.clear()
-    simulator.faults.clear()
+    """No sends, no faults, no throttles counted, the configured rate again."""
+    _simulator(request).reset()
     return _json({"status": "reset"})
 
 
@@ -138,7 +192,7 @@ def build_sink(settings: SimSettings) -> EventSink:
             return NullSink()
 
 
-def create_app(settings: SimSettings) -> Litestar:
+def create_app(settings: SimSettings) -> ASGIApp:
     sink = build_sink(settings)
 
     @asynccontextmanager
@@ -159,18 +213,30 @@ def create_app(settings: SimSettings) -> Litestar:
             await sink.aclose()
             log.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            send_email,
             get_account,
             health,
             sends,
             open_fault,
             list_faults,
             clear_faults,
+            set_quota,
             reset,
         ],
-        exception_handlers={SesError: _ses_error},
         lifespan=[running],
         openapi_config=None,
     )
+
+    async def simulator_app(scope: Scope | LifeSpanScope, receive: Receive, send: Send) -> None:
+        # Compared by value: the server's scope holds plain strings, not ScopeType members.
+        http = cast("HTTPScope", scope)
+        if scope["type"] == ScopeType.HTTP and http["path"] == _SEND_EMAIL_PATH:
+            if http["method"] == "POST":
+                await send_email(app.state["simulator"], receive, send)
+            else:
+                await _answer(send, 405, _NOT_ALLOWED, [(b"allow", b"POST")])
+            return
+        await app(scope, receive, send)
+
+    return simulator_app

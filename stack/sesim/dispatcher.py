@@ -2,11 +2,16 @@
 
 Events wait in memory until the sink takes them; a sink that is down is retried with capped
 exponential backoff and jitter, so a brief outage loses nothing (a simulator crash does).
+Delayed events wait in one heap behind one timer, which moves everything due at once and
+fires at most every ``tick`` seconds: at a thousand sends a second that is a few wake-ups
+instead of a timer per send, and an outcome at most ``tick`` late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 import uuid
 from collections import deque
@@ -19,6 +24,7 @@ from stack.sesim.sinks import EventSink
 __all__ = ["Dispatcher"]
 
 _log = structlog.get_logger("sesim.dispatcher")
+_CLOCK_SLACK = 0.001
 
 
 class Dispatcher:
@@ -27,11 +33,13 @@ class Dispatcher:
         sink: EventSink,
         *,
         linger: float = 0.05,
+        tick: float = 0.005,
         backoff_first: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
         self._sink = sink
         self._linger = linger
+        self._tick = tick
         self._backoff_first = backoff_first
         self._backoff_max = backoff_max
         self._ready: deque[Event] = deque()
@@ -39,7 +47,11 @@ class Dispatcher:
         self._pending = 0  # emitted, not yet delivered (delayed ones included)
         self._idle = asyncio.Event()
         self._idle.set()
-        self._delayed: set[asyncio.TimerHandle] = set()
+        # (due on the loop's clock, order of emission, events): the earliest first.
+        self._delayed: list[tuple[float, int, list[Event]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.delivered = 0
 
     @property
@@ -56,15 +68,31 @@ class Dispatcher:
             self._enqueue(events)
             return
         loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle | None = None
+        due = loop.time() + delay
+        heapq.heappush(self._delayed, (due, next(self._order), events))
+        if self._timer is None or due < self._timer_at:
+            self._arm(loop, due)
 
-        def fire() -> None:
-            if handle is not None:
-                self._delayed.discard(handle)
-            self._enqueue(events)
+    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = loop.call_at(due, self._release_due)
 
-        handle = loop.call_later(delay, fire)
-        self._delayed.add(handle)
+    def _release_due(self) -> None:
+        """The timer: everything due goes to the ready queue; re-armed for what is left."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        released = False
+        # uvloop's timers count whole milliseconds: one may fire a little before its time.
+        while self._delayed and self._delayed[0][0] <= now + _CLOCK_SLACK:
+            self._ready.extend(heapq.heappop(self._delayed)[2])
+            released = True
+        if released:
+            self._wakeup.set()
+        if self._delayed:
+            self._arm(loop, max(self._delayed[0][0], now + self._tick))
 
     def _enqueue(self, events: list[Event]) -> None:
         self._ready.extend(events)
@@ -119,6 +147,7 @@ class Dispatcher:
         return True
 
     def cancel_delayed(self) -> None:
-        for handle in self._delayed:
-            handle.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._delayed.clear()

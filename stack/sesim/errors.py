@@ -6,7 +6,7 @@ body, so a ``SesError`` becomes a ``ClientError`` with the same code on the clie
 
 from __future__ import annotations
 
-__all__ = ["SesError", "bad_request", "internal_failure", "throttled"]
+__all__ = ["SesError", "bad_request", "internal_failure", "sending_paused", "throttled"]
 
 
 class SesError(Exception):
@@ -29,3 +29,9 @@ def internal_failure(status: int = 500) -> SesError:
     if status == 503:
         return SesError(503, "ServiceUnavailable", "Service is unavailable. Try again later.")
     return SesError(500, "InternalFailure", "The request processing has failed.")
+
+
+def sending_paused() -> SesError:
+    return SesError(
+        400, "SendingPausedException", "Email sending is disabled for your entire account."
+    )

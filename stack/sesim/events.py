@@ -96,14 +96,16 @@ class Mail(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
-def send_event(mail: Mail) -> Event:
-    return {"eventType": "Send", "mail": mail.as_event_mail(), "send": {}}
+def send_event(mail: Mail, event_mail: Event | None = None) -> Event:
+    """``event_mail``: ``mail.as_event_mail()`` when the caller has it already (one mail's
+    events may share that object: it is only ever read)."""
+    return {"eventType": "Send", "mail": event_mail or mail.as_event_mail(), "send": {}}
 
 
-def _delivery(mail: Mail, recipients: list[str], at: datetime) -> Event:
+def _delivery(mail: Mail, event_mail: Event, recipients: list[str], at: datetime) -> Event:
     return {
         "eventType": "Delivery",
-        "mail": mail.as_event_mail(),
+        "mail": event_mail,
         "delivery": {
             "timestamp": _iso(at),
             "processingTimeMillis": int((at - mail.timestamp).total_seconds() * 1000),
@@ -114,7 +116,7 @@ def _delivery(mail: Mail, recipients: list[str], at: datetime) -> Event:
     }
 
 
-def _bounce(mail: Mail, recipients: list[str], at: datetime, *, suppressed: bool) -> Event:
+def _bounce(event_mail: Event, recipients: list[str], at: datetime, *, suppressed: bool) -> Event:
     if suppressed:
         sub_type = "OnAccountSuppressionList"
         diagnostic = (
@@ -131,7 +133,7 @@ def _bounce(mail: Mail, recipients: list[str], at: datetime, *, suppressed: bool
         ]
     return {
         "eventType": "Bounce",
-        "mail": mail.as_event_mail(),
+        "mail": event_mail,
         "bounce": {
             "bounceType": "Permanent",
             "bounceSubType": sub_type,
@@ -143,10 +145,10 @@ def _bounce(mail: Mail, recipients: list[str], at: datetime, *, suppressed: bool
     }
 
 
-def _complaint(mail: Mail, recipients: list[str], at: datetime) -> Event:
+def _complaint(event_mail: Event, recipients: list[str], at: datetime) -> Event:
     return {
         "eventType": "Complaint",
-        "mail": mail.as_event_mail(),
+        "mail": event_mail,
         "complaint": {
             "feedbackId": _feedback_id(),
             "complaintSubType": None,
@@ -159,21 +161,22 @@ def _complaint(mail: Mail, recipients: list[str], at: datetime) -> Event:
     }
 
 
-def outcome_events(mail: Mail, at: datetime) -> list[Event]:
+def outcome_events(mail: Mail, at: datetime, event_mail: Event | None = None) -> list[Event]:
     """The events after Send, in order: what the mailbox simulator reports per recipient."""
+    shared = event_mail or mail.as_event_mail()
     by_outcome: dict[Outcome, list[str]] = {}
     for recipient in mail.destination:
         by_outcome.setdefault(outcome_for(recipient), []).append(recipient)
     delivered = by_outcome.get(Outcome.DELIVERY, []) + by_outcome.get(Outcome.COMPLAINT, [])
     events: list[Event] = []
     if delivered:
-        events.append(_delivery(mail, delivered, at))
+        events.append(_delivery(mail, shared, delivered, at))
     if bounced := by_outcome.get(Outcome.BOUNCE):
-        events.append(_bounce(mail, bounced, at, suppressed=False))
+        events.append(_bounce(shared, bounced, at, suppressed=False))
     if suppressed := by_outcome.get(Outcome.SUPPRESSED):
-        events.append(_bounce(mail, suppressed, at, suppressed=True))
+        events.append(_bounce(shared, suppressed, at, suppressed=True))
     if complained := by_outcome.get(Outcome.COMPLAINT):
-        events.append(_complaint(mail, complained, at + timedelta(milliseconds=1)))
+        events.append(_complaint(shared, complained, at + timedelta(milliseconds=1)))
     return events
 
 

@@ -15,6 +15,7 @@ class FaultKind(StrEnum):
     THROTTLE = "throttle"  # 429 TooManyRequestsException on every send
     ERROR5XX = "error5xx"  # 500 InternalFailure (or 503 ServiceUnavailable) on every send
     SLOW = "slow"  # every send answers after ``delay`` seconds
+    PAUSED = "paused"  # 400 SendingPausedException: the account's sending is paused
 
 
 class FaultRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -7,6 +7,7 @@ as an address on the account's suppression list. ``bounce+label@`` behaves as ``
 
 from __future__ import annotations
 
+import re
 from email.utils import parseaddr
 from enum import StrEnum
 
@@ -31,9 +32,14 @@ _SIMULATED: dict[str, Outcome] = {
 }
 
 
+# A bare address (no display name, comment or quoting): ``parseaddr`` would return it as it
+# is, so the hot path skips that (slow) parse.
+_BARE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
 def outcome_for(address: str) -> Outcome:
     """The outcome for one recipient; accepts ``Name <addr>`` forms too."""
-    bare = parseaddr(address)[1] or address
+    bare = address if _BARE.fullmatch(address) else parseaddr(address)[1] or address
     local, _, domain = bare.strip().lower().rpartition("@")
     if domain != SIMULATOR_DOMAIN:
         return Outcome.DELIVERY

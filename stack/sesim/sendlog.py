@@ -23,6 +23,8 @@ class SendRecord(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
     tags: dict[str, str] = {}
     configuration_set: str | None = None
+    # Raw content's List-Unsubscribe and List-Unsubscribe-Post (``raw.RECORDED_HEADERS``).
+    headers: dict[str, str] = {}
 
 
 _encoder = msgspec.json.Encoder()

@@ -15,6 +15,7 @@ __all__ = [
     "EmailContent",
     "GetAccountResponse",
     "MessageTag",
+    "RawMessage",
     "SendEmailRequest",
     "SendEmailResponse",
     "SendQuota",
@@ -41,9 +42,13 @@ class SimpleMessage(_Shape, frozen=True):
     body: Body
 
 
+class RawMessage(_Shape, frozen=True):
+    data: bytes  # the MIME message; base64 in the JSON, decoded here
+
+
 class EmailContent(_Shape, frozen=True):
     simple: SimpleMessage | None = None
-    raw: dict[str, object] | None = None
+    raw: RawMessage | None = None
     template: dict[str, object] | None = None
 
 

@@ -27,7 +27,7 @@ from shared.settings import GatewaySettings, load_settings
 from stack.launcher import StackInfo
 from tests.conftest import issue_key, settings_for
 
-GATEWAY_STREAMS = ("TX_ACCEPTED", "TX_STATUS")
+GATEWAY_STREAMS = ("TX_ACCEPTED", "TX_STATUS", "TX_CONTROL")
 # The tenant whose key ``client`` sends.
 TENANT = "acme"
 _OWN_KEY = object()

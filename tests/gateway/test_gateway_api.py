@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -29,6 +29,9 @@ from tests.gateway.conftest import TENANT, ClientFactory
 Client = AsyncTestClient[Litestar]
 
 CSV = b"email,first_name\nada@example.com,Ada\nalan@example.com,Alan\n"
+# A send time within the limits (at most 30 days ahead), in another offset than UTC's.
+IN_TWO_DAYS = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+PLUS_ONE = timezone(timedelta(hours=1))
 
 
 async def _template(client: Client) -> str:
@@ -89,7 +92,7 @@ async def test_create_and_get_template(client: Client) -> None:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "name", "placeholders", "created_at"}
+    assert set(body) == {"id", "name", "placeholders", "marketing", "created_at"}
     assert body["placeholders"] == ["first_name", "greeting", "items"]
     got = await client.get(f"/api/v1/templates/{body['id']}")
     assert got.status_code == 200
@@ -137,13 +140,13 @@ async def test_submit_transaction(
         client,
         template_id,
         callback_url="https://hooks.example.com/email",
-        send_at="2030-01-31T09:00:00+01:00",
+        send_at=IN_TWO_DAYS.astimezone(PLUS_ONE).isoformat(),
     )
     assert response.status_code == 202, response.text
     body = response.json()
     tx_id = body["transaction_id"]
     assert body["status"] == "ACCEPT"
-    assert body["send_at"] == "2030-01-31T08:00:00Z"
+    assert body["send_at"] == IN_TWO_DAYS.isoformat().replace("+00:00", "Z")
     assert body["size_bytes"] == len(CSV)
 
     key = upload_key(TENANT, tx_id)
@@ -310,6 +313,8 @@ async def test_get_transaction(client: Client, deps: GatewayDeps) -> None:
         "status_history",
         "stats",
         "failure",
+        "schedule",
+        "cancel_requested_at",
         "created_at",
         "updated_at",
     }

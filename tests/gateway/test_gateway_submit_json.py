@@ -18,6 +18,7 @@ from shared.events import TxAccepted
 from shared.settings import GatewaySettings
 from shared.topology import Subjects
 from tests.gateway.conftest import TENANT, ClientFactory
+from tests.gateway.test_gateway_api import IN_TWO_DAYS, PLUS_ONE
 
 Client = AsyncTestClient[Litestar]
 
@@ -70,7 +71,7 @@ async def test_json_submission_of_an_object_in_the_bucket(
             "template_id": template_id,
             "source": {"s3_uri": uri},
             "callback_url": "https://example.com/hook",
-            "schedule": {"send_at": "2030-01-31T09:00:00+01:00"},
+            "schedule": {"send_at": IN_TWO_DAYS.astimezone(PLUS_ONE).isoformat()},
             "metadata": {"campaign": "autumn", "owner": "ada"},
         },
     )
@@ -81,7 +82,7 @@ async def test_json_submission_of_an_object_in_the_bucket(
     assert body["status"] == "ACCEPT"
     assert body["filename"] == key.rpartition("/")[2]
     assert body["size_bytes"] == len(CSV)
-    assert body["send_at"] == "2030-01-31T08:00:00Z"
+    assert body["send_at"] == IN_TWO_DAYS.isoformat().replace("+00:00", "Z")
     assert body["metadata"] == {"campaign": "autumn", "owner": "ada"}
 
     raw = await deps.store.transactions.find_one({"_id": tx_id})

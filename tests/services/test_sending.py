@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from aiolimiter import AsyncLimiter
 from botocore.exceptions import ClientError
+from nats.js.api import DeliverPolicy
+from prometheus_client import REGISTRY
 
-from services.sender.sending import SenderActor
-from services.sender.ses import Ses, SesPaused, SesRejected, SesThrottled, classify
-from shared.aws import open_sesv2
+from services.sender.sending import SenderActor, open_sender
+from services.sender.ses import SesPaused, SesRejected, SesThrottled, classify
 from shared.documents import (
     Batch,
     Message,
     S3Location,
+    SendReceipt,
     StatusEntry,
     Template,
     Transaction,
@@ -32,20 +34,35 @@ from shared.records import load_transaction
 from shared.service import Runtime
 from shared.settings import SenderSettings, load_settings
 from shared.status import MessageStatus, TxStatus
+from shared.topology import Subjects
+from shared.transitions import move_messages
+from shared.unsubscribe import verify_token
 from stack.launcher import StackInfo
 from tests.conftest import settings_for
 
+SENDER_ENV = {
+    "SES_MAX_SEND_RATE": "500",
+    "SEND_RETRY_MAX_WAIT_SECONDS": "0.3",
+    "SEND_LEASE_SECONDS": "1",
+    "SEND_RESOLVE_GRACE_SECONDS": "0.5",
+    "SES_TIMEOUT_SECONDS": "0.5",
+    "PAUSE_PROBE_SECONDS": "0.3",
+}
+
+
+async def open_test_sender(
+    runtime: Runtime, stack_info: StackInfo, db_name: str, **extra: str
+) -> SenderActor:
+    env = settings_for(stack_info, db_name, **{**SENDER_ENV, **extra})
+    return await open_sender(runtime, load_settings(SenderSettings, env))
+
 
 @pytest.fixture
-async def sender(
-    runtime: Runtime, stack_info: StackInfo, db_name: str
-) -> AsyncIterator[SenderActor]:
+async def sender(runtime: Runtime, stack_info: StackInfo, db_name: str) -> SenderActor:
     await runtime.broker.js.purge_stream("TX_STATUS")
-    settings = load_settings(SenderSettings, settings_for(stack_info, db_name))
-    async with AsyncExitStack() as exits:
-        client = await open_sesv2(exits, settings, settings.ses_endpoint_url)
-        ses = Ses(client, "sender@example.org", "test-set")
-        yield SenderActor(runtime.store, runtime.broker, ses, AsyncLimiter(1000, 1), settings)
+    # Nothing left unread by the tracker: a lost attempt is decided by the receipts alone.
+    await runtime.broker.js.purge_stream("SES_EVENTS")
+    return await open_test_sender(runtime, stack_info, db_name)
 
 
 @pytest.fixture
@@ -62,6 +79,7 @@ async def ready_transaction(
     *,
     html: str = "<p>Hi {{ name }}</p>",
     mode: str = "live",
+    marketing: bool = False,
 ) -> Transaction:
     """A transaction as the scheduler leaves it: READY_TO_SEND, one batch of messages."""
     now = datetime.now(UTC)
@@ -73,6 +91,7 @@ async def ready_transaction(
         subject="Hello {{ name }}",
         html=html,
         placeholders=["name"],
+        marketing=marketing,
         created_at=now,
     )
     await rt.store.templates.insert_one(to_document(template))
@@ -83,7 +102,7 @@ async def ready_transaction(
         template_id=template.id,
         source=S3Location(bucket="b", key="k"),
         batches=1,
-        counters={"total": len(rows), "invalid": 0, "dispatched": 0, "ready_to_send": len(rows)},
+        counters={"total": len(rows), "invalid": 0, "ready_to_send": len(rows)},
         status_history=[StatusEntry(status=TxStatus.READY_TO_SEND, at=now)],
         mode=mode,
         created_at=now,
@@ -136,52 +155,176 @@ async def test_a_batch_is_sent_once_and_recorded(
 
     messages = await statuses(runtime, tx.id)
     assert {row: m["status"] for row, m in messages.items()} == {2: "SENT", 3: "SENT"}
-    assert all(m["ses_message_id"] and m["attempts"] == 1 for m in messages.values())
+    assert all(m["attempts"] == 1 for m in messages.values())
+    receipts = {r["_id"]: r async for r in runtime.store.sends.find({"transaction_id": tx.id})}
+    logged = {row: (await sends(sim, f"{tx.id}-{row}"))[0] for row in ROWS}
+    assert {k: r["ses_message_id"] for k, r in receipts.items()} == {
+        message_id(tx.id, row): sent["ses_message_id"] for row, sent in logged.items()
+    }
     after = await load_transaction(runtime.store, tx.id)
     assert after.status == TxStatus.SENT
     assert after.counters == {
         "total": 2,
         "invalid": 0,
-        "dispatched": 2,
         "ready_to_send": 0,
         "sending": 0,
         "sent": 2,
     }
-    assert await sends_of(sim, tx, [2, 3]) == [1, 1]
-    sent = (await sends(sim, f"{tx.id}-2"))[0]
-    assert sent["subject"] == "Hello N2"
-    assert sent["tags"] == {"message_id": f"{tx.id}-2", "transaction_id": tx.id, "row": "2"}
+    assert logged[2]["subject"] == "Hello N2"
+    assert logged[2]["tags"] == {"message_id": f"{tx.id}-2", "transaction_id": tx.id, "row": "2"}
 
     # The same batch again (a redelivery): nothing is waiting, nothing is sent twice.
     await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
     assert await sends_of(sim, tx, [2, 3]) == [1, 1]
 
 
-async def test_throttling_puts_messages_back_and_a_retry_sends_them(
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+@pytest.mark.parametrize("fault", [{"kind": "throttle"}, {"kind": "error5xx", "status": 503}])
+async def test_throttling_and_5xx_are_retried_in_place_with_backoff(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient, fault: dict[str, Any]
+) -> None:
+    tx = await ready_transaction(runtime, ROWS)
+    throttles = sample("email_ses_throttles_total")
+    backoff = sample("email_ses_backoff_seconds_total")
+    await sim.post("/_sim/faults", json={**fault, "seconds": 1.0})
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    assert {m["status"] for m in (await statuses(runtime, tx.id)).values()} == {"SENT"}
+    assert await sends_of(sim, tx, [2, 3]) == [1, 1]
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.counters["sent"], after.counters["sending"]) == (
+        TxStatus.SENT,
+        2,
+        0,
+    )
+    assert sample("email_ses_backoff_seconds_total") > backoff
+    if fault["kind"] == "throttle":
+        assert sample("email_ses_throttles_total") > throttles
+
+
+async def test_a_message_out_of_retries_fails_into_the_dead_letters(
+    runtime: Runtime, stack_info: StackInfo, db_name: str, sim: httpx.AsyncClient
+) -> None:
+    sender = await open_test_sender(runtime, stack_info, db_name, SEND_RETRY_ATTEMPTS="2")
+    tx = await ready_transaction(runtime, {2: "ada@example.org"})
+    await sim.post("/_sim/faults", json={"kind": "error5xx", "seconds": 30})
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    message = (await statuses(runtime, tx.id))[2]
+    assert message["status"] == "FAILED"
+    assert message["last_error"]["code"] == "RETRIES_EXHAUSTED"
+    letter = await runtime.store.dead_letters.find_one({"message_id": message_id(tx.id, 2)})
+    assert letter is not None
+    assert (letter["kind"], letter["transaction_id"]) == ("message", tx.id)
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.counters["failed"]) == (TxStatus.SENT, 1)
+
+
+async def test_a_paused_account_holds_every_send_until_it_is_cleared(
     runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
 ) -> None:
     tx = await ready_transaction(runtime, ROWS)
-    await sim.post("/_sim/faults", json={"kind": "throttle", "seconds": 30})
+    alerts = await runtime.broker.js.subscribe(
+        Subjects.alert("sending_paused"), deliver_policy=DeliverPolicy.NEW
+    )
+    await sim.post("/_sim/faults", json={"kind": "paused", "seconds": 1.5})
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    # Nothing failed and nothing was lost: both went once the pause was over.
+    assert {m["status"] for m in (await statuses(runtime, tx.id)).values()} == {"SENT"}
+    assert await sends_of(sim, tx, [2, 3]) == [1, 1]
+    states = [json.loads((await alerts.next_msg(timeout=5)).data)["state"] for _ in range(2)]
+    assert states == ["firing", "resolved"]
+    assert sample("email_sending_paused") == 0
+    await alerts.unsubscribe()
+
+
+async def test_a_lost_attempt_is_settled_by_its_receipts_before_anything_is_resent(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    """A sender died after claiming rows 2 and 3; SES had accepted row 2 (its receipt came
+    from the tracker's Send event). Row 2 becomes SENT unsent; row 3 is sent once."""
+    tx = await ready_transaction(runtime, ROWS)
+    lapsed = datetime.now(UTC) - timedelta(seconds=5)
+    ids = [message_id(tx.id, row) for row in ROWS]
+    await runtime.store.messages.update_many(
+        {"_id": {"$in": ids}},
+        {"$set": {"status": "SENDING", "attempt_id": "dead", "lease_until": lapsed}},
+    )
+    await runtime.store.transactions.update_one(
+        {"_id": tx.id}, {"$set": {"counters.ready_to_send": 0, "counters.sending": 2}}
+    )
+    receipt = SendReceipt(
+        id=ids[0], transaction_id=tx.id, ses_message_id="ses-2", at=lapsed, source="tracker"
+    )
+    await runtime.store.sends.insert_one(to_document(receipt))
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    assert {m["status"] for m in (await statuses(runtime, tx.id)).values()} == {"SENT"}
+    assert await sends_of(sim, tx, [2, 3]) == [0, 1]
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.counters["sent"], after.counters["sending"]) == (
+        TxStatus.SENT,
+        2,
+        0,
+    )
+
+
+async def test_an_unanswered_send_is_never_repeated_on_a_guess(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    """SES took longer than the timeout: it may have the mail. The message stays SENDING
+    and the batch comes back; its Send event's receipt settles it, with no second send."""
+    tx = await ready_transaction(runtime, {2: "ada@example.org"})
+    await sim.post("/_sim/faults", json={"kind": "slow", "delay": 1.0, "seconds": 5})
 
     with pytest.raises(RetryableError):
         await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
-
-    messages = await statuses(runtime, tx.id)
-    assert {m["status"] for m in messages.values()} == {"READY_TO_SEND"}
-    assert {m["last_error"]["code"] for m in messages.values()} == {"SesThrottled"}
-    during = await load_transaction(runtime.store, tx.id)
-    assert during.status == TxStatus.READY_TO_SEND
-    assert during.counters["ready_to_send"] == 2
-    assert during.counters["sending"] == 0
-
+    assert (await statuses(runtime, tx.id))[2]["status"] == "SENDING"
     await sim.delete("/_sim/faults")
+
+    # Redelivered while the attempt's lease holds: nothing is sent.
+    await runtime.store.messages.update_one(
+        {"_id": message_id(tx.id, 2)},
+        {"$set": {"lease_until": datetime.now(UTC) + timedelta(seconds=30)}},
+    )
+    with pytest.raises(RetryableError):
+        await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    await runtime.store.messages.update_one(
+        {"_id": message_id(tx.id, 2)},
+        {"$set": {"lease_until": datetime.now(UTC) - timedelta(seconds=30)}},
+    )
+    # SES had the mail all along: the simulator logs it when its slow answer is done.
+    for _ in range(50):
+        logged = await sends(sim, f"{tx.id}-2")
+        if logged:
+            break
+        await asyncio.sleep(0.1)
+    assert len(logged) == 1
+    receipt = SendReceipt(
+        id=message_id(tx.id, 2),
+        transaction_id=tx.id,
+        ses_message_id=logged[0]["ses_message_id"],
+        at=datetime.now(UTC),
+        source="tracker",
+    )
+    await runtime.store.sends.insert_one(to_document(receipt))
+
     await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
-    assert {m["status"] for m in (await statuses(runtime, tx.id)).values()} == {"SENT"}
-    assert await sends_of(sim, tx, [2, 3]) == [1, 1]
+
+    assert (await statuses(runtime, tx.id))[2]["status"] == "SENT"
+    assert len(await sends(sim, f"{tx.id}-2")) == 1
     assert (await load_transaction(runtime.store, tx.id)).status == TxStatus.SENT
 
 
-async def test_a_message_that_cannot_render_fails_alone(
+async def test_a_message_a_render_cannot_fill_fails_alone(
     runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
 ) -> None:
     tx = await ready_transaction(runtime, ROWS, html="<p>{{ name }} {{ name.no.such }}</p>")
@@ -190,8 +333,8 @@ async def test_a_message_that_cannot_render_fails_alone(
     assert {m["status"] for m in messages.values()} == {"FAILED"}
     assert {m["last_error"]["code"] for m in messages.values()} == {"TEMPLATE_RENDER_ERROR"}
     after = await load_transaction(runtime.store, tx.id)
-    assert after.status == TxStatus.SENT  # every message is dispatched, some failed
-    assert (after.counters["failed"], after.counters["dispatched"]) == (2, 2)
+    assert after.status == TxStatus.SENT  # nothing left to send; some failed
+    assert after.counters["failed"] == 2
     assert await sends_of(sim, tx, [2, 3]) == [0, 0]
 
 
@@ -204,6 +347,27 @@ async def test_a_cancelled_transaction_sends_nothing(
     )
     await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
     assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+
+
+async def test_a_cancel_request_stops_claiming_and_settles_cancelled(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    tx = await ready_transaction(runtime, ROWS)
+    await runtime.store.transactions.update_one(
+        {"_id": tx.id}, {"$set": {"cancel_requested_at": datetime.now(UTC)}}
+    )
+    ids = [message_id(tx.id, row) for row in ROWS]
+    # What the scheduler's cancel does to the waiting messages.
+    assert (
+        await move_messages(
+            runtime.store, tx.id, ids, MessageStatus.READY_TO_SEND, MessageStatus.CANCELLED
+        )
+        == 2
+    )
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.counters["cancelled"]) == (TxStatus.CANCELLED, 2)
 
 
 def _client_error(code: str, status: int, message: str = "m") -> ClientError:
@@ -257,3 +421,21 @@ async def test_a_live_transaction_goes_to_the_real_address(
     tx = await ready_transaction(runtime, {2: "ada@example.org"})
     await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
     assert (await sends(sim, f"{tx.id}-2"))[0]["destination"] == ["ada@example.org"]
+
+
+async def test_marketing_mail_carries_a_one_click_unsubscribe_link(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient, stack_info: StackInfo
+) -> None:
+    marketing = await ready_transaction(runtime, {2: "ada@example.org"}, marketing=True)
+    plain = await ready_transaction(runtime, {2: "bob@example.org"})
+
+    await sender.handle(SendBatch(transaction_id=marketing.id, batch=0))
+    await sender.handle(SendBatch(transaction_id=plain.id, batch=0))
+
+    headers = (await sends(sim, f"{marketing.id}-2"))[0]["headers"]
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = headers["List-Unsubscribe"].strip("<>")
+    assert link.startswith(f"{stack_info.gateway_url}/u/")
+    secret = settings_for(stack_info, "x")["UNSUBSCRIBE_SECRET"]
+    assert verify_token(secret, link.rsplit("/", 1)[1]) == ("t", "ada@example.org")
+    assert not (await sends(sim, f"{plain.id}-2"))[0].get("headers")

@@ -246,3 +246,42 @@ async def test_sends_beyond_the_rate_are_throttled(
     assert {e.response["Error"]["Code"] for e in refused} == {"TooManyRequestsException"}
     assert {e.response["ResponseMetadata"]["HTTPStatusCode"] for e in refused} == {429}
     assert RATE <= len(accepted) <= 2 * RATE
+
+
+async def test_send_email_errors_follow_the_rest_json_protocol(info: StackInfo) -> None:
+    async with httpx.AsyncClient(base_url=info.sim_url or "") as http:
+        malformed = await http.post("/v2/email/outbound-emails", content=b"{bad")
+        invalid = await http.post(
+            "/v2/email/outbound-emails", json={"Content": {}, "Destination": 5}
+        )
+        wrong_method = await http.get("/v2/email/outbound-emails")
+    assert malformed.status_code == invalid.status_code == 400
+    assert malformed.headers["x-amzn-ErrorType"] == "BadRequestException:"
+    assert malformed.json() == {"message": "Malformed JSON body."}
+    assert invalid.json()["message"].endswith("at `$.Destination`")
+    assert invalid.headers["content-type"] == "application/json"
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+
+
+async def test_the_rate_can_be_changed_and_throttles_are_counted(
+    ses: SESV2Client, sim: httpx.AsyncClient
+) -> None:
+    assert (await sim.post("/quota", json={"max_send_rate": 0})).status_code == 400
+    assert (await sim.post("/quota", json={"max_send_rate": 5})).json() == {"max_send_rate": 5}
+    try:
+        assert (await ses.get_account())["SendQuota"]["MaxSendRate"] == 5
+        before = (await sim.get("/health")).json()
+        assert before["max_send_rate"] == 5
+        results = await asyncio.gather(
+            *(_send(ses, "success@simulator.amazonses.com", f"quota:{i}") for i in range(12)),
+            return_exceptions=True,
+        )
+        refused = sum(isinstance(r, ClientError) for r in results)
+        assert 12 - 2 * 5 <= refused <= 12 - 5
+        after = (await sim.get("/health")).json()
+        assert after["throttled"] - before["throttled"] == refused
+    finally:
+        await sim.post("/reset")
+    health = (await sim.get("/health")).json()
+    assert (health["max_send_rate"], health["throttled"], health["sends"]) == (RATE, 0, 0)

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.tracker.completion import SentActor
 from services.tracker.events_actor import SesEventsActor
 from shared.actor import ActorRunner
 from shared.documents import Message, Transaction, from_document
@@ -15,7 +14,6 @@ from shared.service import Runtime
 from shared.status import MessageStatus as M
 from shared.status import TxStatus
 from shared.topology import Subjects
-from shared.transitions import transition_tx
 from tests.tracker.tracker_builders import insert, payload, sent_transaction, ses_event, ses_id
 
 
@@ -79,7 +77,6 @@ async def test_outcomes_move_messages_count_and_complete(tracker: Runtime) -> No
     mid = await load_tx(rt, tx.id)
     assert interesting(mid.counters) == {
         "total": 4,
-        "dispatched": 4,
         "sent": 2,
         "delivered": 1,
         "bounced": 1,
@@ -109,7 +106,6 @@ async def test_outcomes_move_messages_count_and_complete(tracker: Runtime) -> No
     assert done.status == TxStatus.COMPLETED
     assert interesting(done.counters) == {
         "total": 4,
-        "dispatched": 4,
         "delivered": 1,
         "bounced": 1,
         "failed": 1,
@@ -151,7 +147,7 @@ async def test_the_same_event_twice_counts_once(tracker: Runtime) -> None:
     await publish(rt, delivery, send)
     await drain(rt)
     after = await load_tx(rt, tx.id)
-    assert interesting(after.counters) == {"total": 3, "dispatched": 3, "sent": 2, "delivered": 1}
+    assert interesting(after.counters) == {"total": 3, "sent": 2, "delivered": 1}
     kinds = sorted(e["kind"] for e in (await message(rt, f"{tx.id}:2")).events)
     assert kinds == ["Delivery", "Send"]
     assert after.status == TxStatus.SENT
@@ -194,33 +190,23 @@ async def test_a_late_delivery_after_a_complaint_is_only_recorded(tracker: Runti
     await publish(rt, ses_event("Delivery", tx.id, 2))
     await drain(rt)
     after = await load_tx(rt, tx.id)
-    assert interesting(after.counters) == {"total": 1, "dispatched": 1, "complained": 1}
+    assert interesting(after.counters) == {"total": 1, "complained": 1}
     assert (await statuses(rt, tx.id)) == {2: M.COMPLAINED}
     assert len((await message(rt, f"{tx.id}:2")).events) == 2
 
 
-async def test_outcomes_before_sent_complete_through_the_sent_actor(tracker: Runtime) -> None:
+async def test_outcomes_before_the_senders_record_settle_and_complete(tracker: Runtime) -> None:
     rt = tracker
-    # The sender has not finished: the transaction is READY_TO_SEND, its messages SENDING.
+    # The sender has not recorded its sends: the transaction is READY_TO_SEND, its messages
+    # SENDING, when their outcomes arrive. The last one ends the sending phase (SENT), and
+    # with every outcome in, the transaction completes.
     tx, messages = sent_transaction(2, status=TxStatus.READY_TO_SEND, message_status=M.SENDING)
     await insert(rt.store, tx, messages)
     await publish(rt, ses_event("Delivery", tx.id, 2), ses_event("Bounce", tx.id, 3))
     await drain(rt)
-    before = await load_tx(rt, tx.id)
-    assert before.status == TxStatus.READY_TO_SEND
-    assert interesting(before.counters) == {
-        "total": 2,
-        "dispatched": 2,
-        "delivered": 1,
-        "bounced": 1,
-    }
-
-    assert await transition_tx(rt.store, rt.broker, before, TxStatus.SENT)
-    assert await completed_events(rt, tx.id) == []
-    runner = ActorRunner(SentActor(rt.store, rt.broker), rt.broker, rt.store)
-    await runner.run(until_idle=True)
     after = await load_tx(rt, tx.id)
-    assert after.status == TxStatus.COMPLETED
+    assert [e.status for e in after.status_history][-2:] == [TxStatus.SENT, TxStatus.COMPLETED]
+    assert interesting(after.counters) == {"total": 2, "delivered": 1, "bounced": 1}
     assert after.stats is not None
     assert after.stats["counts"]["bounced"] == 1
     assert len(await completed_events(rt, tx.id)) == 1

@@ -10,7 +10,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.documents import Message, S3Location, StatusEntry, Transaction, to_document
+from shared.documents import (
+    Message,
+    S3Location,
+    SendReceipt,
+    StatusEntry,
+    Transaction,
+    to_document,
+)
 from shared.status import MessageStatus, TxStatus
 from shared.store import Store
 
@@ -95,7 +102,7 @@ def sent_transaction(
         template_id="tpl-1",
         source=S3Location(bucket="b", key=f"{tx_id}.csv"),
         callback_url=callback_url,
-        counters={"total": rows, "invalid": 0, "dispatched": rows, message_status.lower(): rows},
+        counters={"total": rows, "invalid": 0, message_status.lower(): rows},
         status_history=history,
         created_at=start,
         updated_at=history[-1].at,
@@ -110,7 +117,6 @@ def sent_transaction(
             email=f"user{row}@example.com",
             data={},
             status=message_status,
-            ses_message_id=ses_id(tx_id, row),
         )
         for row in range(2, rows + 2)
     ]
@@ -118,6 +124,18 @@ def sent_transaction(
 
 
 async def insert(store: Store, tx: Transaction, messages: list[Message]) -> None:
+    """The transaction and its messages, each with the receipt of its send."""
     await store.transactions.insert_one(to_document(tx))
     if messages:
         await store.messages.insert_many([to_document(m) for m in messages])
+        receipts = [
+            SendReceipt(
+                id=m.id,
+                transaction_id=tx.id,
+                ses_message_id=ses_id(tx.id, m.row),
+                at=tx.created_at,
+                source="sender",
+            )
+            for m in messages
+        ]
+        await store.sends.insert_many([to_document(r) for r in receipts])

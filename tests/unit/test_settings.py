@@ -43,9 +43,9 @@ def test_the_defaults() -> None:
     assert loaded.log_format == "auto"
     assert loaded.concurrency == 8
     assert loaded.ses_endpoint_url is None
-    assert loaded.send_concurrency == 16
+    assert loaded.send_concurrency == 128
     assert loaded.ses_max_send_rate is None
-    assert loaded.send_lease_seconds == 300.0
+    assert loaded.send_lease_seconds == 60.0
 
 
 def test_values_are_converted_to_the_field_types() -> None:
