@@ -21,6 +21,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     Collections.MESSAGES: [
         IndexModel([("transaction_id", ASCENDING), ("row", ASCENDING)], name="transaction_row"),
+        # The sender reads one send batch's messages by it.
+        IndexModel([("transaction_id", ASCENDING), ("batch", ASCENDING)], name="transaction_batch"),
     ],
     # ``_id`` is the message id; an identity notification names only the SES id.
     Collections.SENDS: [

@@ -182,13 +182,16 @@ async def move_messages(
     also_set: Mapping[str, Any] | None = None,
     message_inc: Mapping[str, int] | None = None,
     guard: Mapping[str, Any] | None = None,
+    tx_guard: Mapping[str, Any] | None = None,
 ) -> int:
     """Move every message of ``ids`` that is in ``old`` to ``new``, and the transaction's
     counters with them, in one store transaction; returns how many moved.
 
     One command for the messages (``update_many`` on ``_id: {$in: ids}``) and one for the
     counters: a crash between them can no longer leave the counters off by a batch.
-    ``message_inc`` increments fields of each message moved (``{"attempts": 1}``).
+    ``message_inc`` increments fields of each message moved (``{"attempts": 1}``);
+    ``tx_guard`` is a condition on the transaction (``{"cancel_requested_at": None}``):
+    when it does not hold, nothing moves.
     """
     check_message_transition(old, new)
     now = datetime.now(UTC)
@@ -202,13 +205,22 @@ async def move_messages(
         moved = result.modified_count
         if moved:
             inc = {f"counters.{old.lower()}": -moved, f"counters.{new.lower()}": moved}
-            await store.transactions.update_one(
-                {"_id": transaction_id}, {"$inc": inc}, session=session
+            counted = await store.transactions.update_one(
+                {"_id": transaction_id, **(tx_guard or {})}, {"$inc": inc}, session=session
             )
+            if counted.matched_count == 0:
+                raise _Refused  # aborts the store transaction: the messages stay
         return moved
 
     if not ids:
         return 0
     async with store.client.start_session() as session:
-        moved: int = await session.with_transaction(apply)
+        try:
+            moved: int = await session.with_transaction(apply)
+        except _Refused:
+            return 0
     return moved
+
+
+class _Refused(Exception):
+    """The transaction's guard did not hold."""

@@ -27,6 +27,10 @@ __all__ = ["Pacer"]
 log = structlog.get_logger("sender.pacer")
 
 _KEY = "next"
+# How far under the ceiling the pace is held: a send can leave up to ``_LATE`` after its
+# moment, and a second of sends must still fit in a second, on our clock and on SES's.
+_MARGIN = 0.99
+_LATE = 0.05
 
 
 class Pacer:
@@ -52,15 +56,22 @@ class Pacer:
         self._lock = asyncio.Lock()
 
     async def turn(self) -> float:
-        """Wait for this replica's next send time; returns it (Unix seconds)."""
-        async with self._lock:
-            if not self._times:
-                await self._reserve()
-            at = self._times.popleft()
-        delay = at - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return at
+        """Wait for this replica's next send time; returns it (Unix seconds).
+
+        A time already past by more than ``_LATE`` is dropped rather than used: sending at
+        every missed moment at once would bunch sends above the rate.
+        """
+        while True:
+            async with self._lock:
+                if not self._times:
+                    await self._reserve()
+                at = self._times.popleft()
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                return at
+            if delay > -_LATE:
+                return at
 
     def throttled(self) -> None:
         """SES said we are too fast: widen this replica's spacing."""
@@ -71,7 +82,7 @@ class Pacer:
             self.pace = min(1.0, self.pace + 0.01)
 
     async def _reserve(self) -> None:
-        interval = 1.0 / (self.rate * self.pace)
+        interval = 1.0 / (self.rate * _MARGIN * self.pace)
         while True:
             now = time.time()
             try:

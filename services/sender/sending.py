@@ -1,20 +1,24 @@
 """Sending one batch, exactly once, in chunks: claim, send, record.
 
     resolve   messages a crashed attempt left SENDING: a receipt (SES's answer, or its
-              Send event seen by the tracker) makes them SENT; none, once the lease is
-              over, SES's Send events had time to arrive and the tracker has read them
-              all, puts them back to READY_TO_SEND; until then the batch comes back later
+              Send event seen by the tracker) makes them SENT; without one, once the
+              lease and a grace period are over and the tracker has read every SES event
+              published by then, they go back to READY_TO_SEND; until then the batch
+              comes back later
     claim     READY_TO_SEND -> SENDING for a chunk, with an attempt id and a lease, in one
-              conditional update (one sender wins each message)
-    send      render + SES SendEmail at the time the shared pacer hands out; throttling,
-              5xx and timeouts retried in place with backoff and jitter; a paused account
-              holds every send until it is cleared
+              conditional update (one sender wins each message; none once a cancel is
+              asked for)
+    send      render + SES SendEmail at the moment the shared pacer hands out; throttling,
+              5xx and connection errors retried in place with backoff and jitter; a
+              paused account holds every send until it is cleared
     record    receipts first, then SENDING -> SENT for the chunk in one update; refused
               mail -> FAILED with the reason; retries exhausted -> FAILED and a dead letter
 
 Every message and counter change goes through ``move_messages`` (a store transaction), so
-a kill -9 at any point leaves the counters exact. A call that got no answer stays SENDING
-and is resolved like a crashed attempt: never sent twice on a guess.
+a kill -9 at any point leaves the counters exact. A call SES did not answer in time stays
+SENDING and is resolved like a crashed attempt: never sent twice on a guess. In-flight
+calls follow from the pace: rate x SES latency (Little's law), capped by
+``send_concurrency``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import stamina
@@ -40,12 +45,10 @@ from shared.actor import Actor
 from shared.aws import open_sesv2
 from shared.broker import Broker
 from shared.documents import (
-    Batch,
     DeadLetter,
     Message,
     SendReceipt,
     from_document,
-    message_id,
     to_document,
 )
 from shared.errors import RetryableError, TemplateError, UpstreamUnavailable
@@ -141,6 +144,7 @@ class SenderActor(Actor[SendBatch]):
         chunks = math.ceil(pacer.rate * 0.8 / settings.send_chunk_size)
         self._chunks = asyncio.Semaphore(max(2, chunks))
         self._calls = asyncio.Semaphore(settings.send_concurrency)
+        self._writes = asyncio.Lock()
         self._templates: dict[str, _Template] = {}
         # stamina's hooks are process-wide; ours counts every backoff wait, in seconds.
         set_on_retry_hooks([_count_backoff])
@@ -158,8 +162,6 @@ class SenderActor(Actor[SendBatch]):
         size = self.settings.send_chunk_size
         for start in range(0, len(waiting), size):
             async with self._chunks:
-                if await self._cancelling(tx.id):
-                    break
                 counts = await self._send_chunk(
                     tx.id, template, waiting[start : start + size], test_mode
                 )
@@ -181,15 +183,16 @@ class SenderActor(Actor[SendBatch]):
             )
 
     async def _messages(self, transaction_id: str, number: int) -> list[Message]:
-        raw = await self.store.batches.find_one({"_id": f"{transaction_id}:{number}"})
-        if raw is None:
-            raise RetryableError(f"batch {number} of {transaction_id} is not stored yet")
-        batch = from_document(raw, Batch)
-        ids = [message_id(transaction_id, row) for row in batch.rows]
+        # By the (transaction_id, batch) index: one query, and on the embedded store far
+        # cheaper than a long ``_id: {$in: ...}``.
         found = [
             from_document(doc, Message)
-            async for doc in self.store.messages.find({"_id": {"$in": ids}})
+            async for doc in self.store.messages.find(
+                {"transaction_id": transaction_id, "batch": number}
+            )
         ]
+        if not found:
+            raise RetryableError(f"batch {number} of {transaction_id} is not stored yet")
         found.sort(key=lambda m: m.row)
         return found
 
@@ -200,12 +203,6 @@ class SenderActor(Actor[SendBatch]):
             compiled = compile_template(template.subject, template.html, template.text)
             found = self._templates[template_id] = _Template(compiled, template.marketing)
         return found
-
-    async def _cancelling(self, transaction_id: str) -> bool:
-        raw = await self.store.transactions.find_one(
-            {"_id": transaction_id}, {"cancel_requested_at": 1}
-        )
-        return raw is not None and raw.get("cancel_requested_at") is not None
 
     # -- resolve -----------------------------------------------------------------------
 
@@ -229,9 +226,7 @@ class SenderActor(Actor[SendBatch]):
         }
         sent = [m.id for m in expired if m.id in receipts]
         if sent:
-            await move_messages(
-                self.store, transaction_id, sent, M.SENDING, M.SENT, also_set={"sent_at": now}
-            )
+            await self._move(transaction_id, sent, M.SENDING, M.SENT, also_set={"sent_at": now})
         unknown = [m for m in expired if m.id not in receipts]
         lapsed = [m for m in unknown if m.lease_until is None or m.lease_until + self.grace <= now]
         decidable = await self._events_read(transaction_id, lapsed)
@@ -242,8 +237,7 @@ class SenderActor(Actor[SendBatch]):
             for m in decidable:
                 by_attempt[m.attempt_id].append(m.id)
             for attempt_id, ids in by_attempt.items():
-                await move_messages(
-                    self.store,
+                await self._move(
                     transaction_id,
                     ids,
                     M.SENDING,
@@ -286,6 +280,14 @@ class SenderActor(Actor[SendBatch]):
 
     # -- claim, send, record -----------------------------------------------------------
 
+    async def _move(
+        self, transaction_id: str, ids: Sequence[str], old: M, new: M, **options: Any
+    ) -> int:
+        """``move_messages``, one at a time in this process: store transactions running
+        together on one transaction's counters conflict, and each conflict is a retry."""
+        async with self._writes:
+            return await move_messages(self.store, transaction_id, ids, old, new, **options)
+
     async def _send_chunk(
         self,
         transaction_id: str,
@@ -306,15 +308,18 @@ class SenderActor(Actor[SendBatch]):
     async def _claim(self, transaction_id: str, chunk: Sequence[Message]) -> list[Message]:
         attempt_id = uuid.uuid4().hex
         ids = [m.id for m in chunk]
-        moved = await move_messages(
-            self.store,
+        moved = await self._move(
             transaction_id,
             ids,
             M.READY_TO_SEND,
             M.SENDING,
             also_set={"attempt_id": attempt_id, "lease_until": datetime.now(UTC) + self.lease},
             message_inc={"attempts": 1},
+            # Once a cancel is asked for, nothing more is claimed.
+            tx_guard={"cancel_requested_at": None},
         )
+        if moved == 0:
+            return []
         if moved < len(ids):
             # Someone else (a cancel, another replica) took some: ours carry our attempt.
             ours = {
@@ -424,8 +429,7 @@ class SenderActor(Actor[SendBatch]):
         ]
         # Receipts first: a crash after them still leaves the proof that SES has the mail.
         await insert_new(self.store.sends, receipts)
-        await move_messages(
-            self.store,
+        await self._move(
             transaction_id,
             [m.id for m, _ in sent],
             M.SENDING,
@@ -441,8 +445,7 @@ class SenderActor(Actor[SendBatch]):
             error = {"code": r.code, "message": r.reason, "at": now}
             if r.dead:
                 await self._dead_letter(m, r)
-            await move_messages(
-                self.store,
+            await self._move(
                 transaction_id,
                 [m.id],
                 M.SENDING,

@@ -182,28 +182,35 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-@pytest.mark.parametrize("fault", [{"kind": "throttle"}, {"kind": "error5xx", "status": 503}])
-async def test_throttling_and_5xx_are_retried_in_place_with_backoff(
-    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient, fault: dict[str, Any]
+async def test_throttling_then_5xx_lose_nothing_send_nothing_twice_and_show_backoff(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
 ) -> None:
-    tx = await ready_transaction(runtime, ROWS)
+    rows = {row: f"user{row}@example.org" for row in range(2, 42)}
+    tx = await ready_transaction(runtime, rows)
     throttles = sample("email_ses_throttles_total")
     backoff = sample("email_ses_backoff_seconds_total")
-    await sim.post("/_sim/faults", json={**fault, "seconds": 1.0})
+    unavailable = sample("email_ses_sends_total", {"result": "unavailable"})
+    await sim.post("/_sim/faults", json={"kind": "throttle", "seconds": 1.0})
 
+    async def then_5xx() -> None:
+        await asyncio.sleep(1.0)
+        await sim.post("/_sim/faults", json={"kind": "error5xx", "status": 503, "seconds": 1.5})
+
+    await asyncio.gather(sender.handle(SendBatch(transaction_id=tx.id, batch=0)), then_5xx())
+    # A redelivery of the batch finds nothing waiting.
     await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
 
     assert {m["status"] for m in (await statuses(runtime, tx.id)).values()} == {"SENT"}
-    assert await sends_of(sim, tx, [2, 3]) == [1, 1]
+    assert await sends_of(sim, tx, list(rows)) == [1] * len(rows)
     after = await load_transaction(runtime.store, tx.id)
     assert (after.status, after.counters["sent"], after.counters["sending"]) == (
         TxStatus.SENT,
-        2,
+        len(rows),
         0,
     )
+    assert sample("email_ses_throttles_total") > throttles
     assert sample("email_ses_backoff_seconds_total") > backoff
-    if fault["kind"] == "throttle":
-        assert sample("email_ses_throttles_total") > throttles
+    assert sample("email_ses_sends_total", {"result": "unavailable"}) > unavailable
 
 
 async def test_a_message_out_of_retries_fails_into_the_dead_letters(
