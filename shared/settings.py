@@ -109,7 +109,7 @@ class SenderSettings(ServiceSettings, frozen=True, kw_only=True):
     # Unset means the account's own ceiling, from SES GetAccount.
     ses_max_send_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
     # Messages claimed, sent and recorded together (one store round trip per phase).
-    send_chunk_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 200
+    send_chunk_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 250
     # How long a claim holds without renewal; a live sender renews it every third of it.
     send_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # After a lost attempt's lease ends: how long SES's Send events may take to reach us

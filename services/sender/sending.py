@@ -139,9 +139,9 @@ class SenderActor(Actor[SendBatch]):
         self.links = links
         self.lease = timedelta(seconds=settings.send_lease_seconds)
         self.grace = timedelta(seconds=settings.send_resolve_grace_seconds)
-        # Claimed chunks at once in this process: enough to keep the pacer busy while
-        # earlier chunks are claimed and recorded (about 0.8 s of sending), at least two.
-        chunks = math.ceil(pacer.rate * 0.8 / settings.send_chunk_size)
+        # Claimed chunks at once in this process: about two seconds of sending, enough to
+        # keep the pacer busy while other chunks are claimed and recorded; at least two.
+        chunks = math.ceil(pacer.rate * 2.0 / settings.send_chunk_size)
         self._chunks = asyncio.Semaphore(max(2, chunks))
         self._calls = asyncio.Semaphore(settings.send_concurrency)
         self._writes = asyncio.Lock()
@@ -229,7 +229,7 @@ class SenderActor(Actor[SendBatch]):
             await self._move(transaction_id, sent, M.SENDING, M.SENT, also_set={"sent_at": now})
         unknown = [m for m in expired if m.id not in receipts]
         lapsed = [m for m in unknown if m.lease_until is None or m.lease_until + self.grace <= now]
-        decidable = await self._events_read(transaction_id, lapsed)
+        decidable = await self._events_read(lapsed)
         unresolved += len(unknown) - len(decidable)
         if decidable:
             # SES never saw them: each goes back, guarded by the attempt that left it.
@@ -256,7 +256,7 @@ class SenderActor(Actor[SendBatch]):
         waiting.sort(key=lambda m: m.row)
         return waiting, unresolved
 
-    async def _events_read(self, transaction_id: str, lapsed: Sequence[Message]) -> list[Message]:
+    async def _events_read(self, lapsed: Sequence[Message]) -> list[Message]:
         """Of the lapsed messages without a receipt, those SES never had: the tracker has
         read every SES event published by the time they had lapsed (so a Send event of
         theirs would have left its receipt). The first time a message is seen lapsed it
