@@ -24,6 +24,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         # The sender reads one send batch's messages by it.
         IndexModel([("transaction_id", ASCENDING), ("batch", ASCENDING)], name="transaction_batch"),
     ],
+    # ``_id`` is "<tenant>:<email>"; the sender asks for a tenant's newest entries, those
+    # added after ingest looked its messages up.
+    Collections.SUPPRESSIONS: [
+        IndexModel([("tenant", ASCENDING), ("created_at", ASCENDING)], name="tenant_created"),
+    ],
     # ``_id`` is the message id; an identity notification names only the SES id.
     Collections.SENDS: [
         IndexModel([("ses_message_id", ASCENDING)], name="ses_message_id", unique=True),

@@ -48,6 +48,7 @@ from shared.documents import (
     DeadLetter,
     Message,
     SendReceipt,
+    Transaction,
     from_document,
     to_document,
 )
@@ -156,6 +157,7 @@ class SenderActor(Actor[SendBatch]):
             return
         messages = await self._messages(tx.id, event.batch)
         waiting, unresolved = await self._resolve(tx.id, messages)
+        waiting = await self._drop_suppressed(tx, waiting)
         template = await self._template(tx.template_id)
         test_mode = tx.mode == "test"
         totals: dict[str, int] = defaultdict(int)
@@ -195,6 +197,23 @@ class SenderActor(Actor[SendBatch]):
             raise RetryableError(f"batch {number} of {transaction_id} is not stored yet")
         found.sort(key=lambda m: m.row)
         return found
+
+    async def _drop_suppressed(self, tx: Transaction, waiting: Sequence[Message]) -> list[Message]:
+        """Ingest left the addresses on the suppression list behind; these went on it since
+        (an unsubscribe, a bounce, a complaint): they are SUPPRESSED, not sent."""
+        since = next((e.at for e in tx.status_history if e.status == TxStatus.PROCESSING), None)
+        query: dict[str, Any] = {"tenant": tx.tenant}
+        if since is not None:
+            query["created_at"] = {"$gte": since}
+        added = {
+            str(doc["email"]).lower()
+            async for doc in self.store.suppressions.find(query, {"email": 1})
+        }
+        dropped = [m.id for m in waiting if m.email.lower() in added]
+        if dropped:
+            await self._move(tx.id, dropped, M.READY_TO_SEND, M.SUPPRESSED)
+            log.info("suppressed since ingest", messages=len(dropped))
+        return [m for m in waiting if m.email.lower() not in added]
 
     async def _template(self, template_id: str) -> _Template:
         found = self._templates.get(template_id)

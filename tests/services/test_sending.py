@@ -23,9 +23,11 @@ from shared.documents import (
     S3Location,
     SendReceipt,
     StatusEntry,
+    Suppression,
     Template,
     Transaction,
     message_id,
+    suppression_id,
     to_document,
 )
 from shared.errors import RetryableError, UpstreamUnavailable
@@ -103,7 +105,10 @@ async def ready_transaction(
         source=S3Location(bucket="b", key="k"),
         batches=1,
         counters={"total": len(rows), "invalid": 0, "ready_to_send": len(rows)},
-        status_history=[StatusEntry(status=TxStatus.READY_TO_SEND, at=now)],
+        status_history=[
+            StatusEntry(status=TxStatus.PROCESSING, at=now - timedelta(seconds=1)),
+            StatusEntry(status=TxStatus.READY_TO_SEND, at=now),
+        ],
         mode=mode,
         created_at=now,
         updated_at=now,
@@ -446,3 +451,42 @@ async def test_marketing_mail_carries_a_one_click_unsubscribe_link(
     secret = settings_for(stack_info, "x")["UNSUBSCRIBE_SECRET"]
     assert verify_token(secret, link.rsplit("/", 1)[1]) == ("t", "ada@example.org")
     assert not (await sends(sim, f"{plain.id}-2"))[0].get("headers")
+
+
+async def test_an_address_suppressed_after_ingest_is_not_sent(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    tx = await ready_transaction(runtime, {2: "ada@example.org", 3: "Bob@Example.org"})
+    # ada was on the list before ingest (which settled her, so it is not asked again);
+    # bob unsubscribed between ingest and sending (another tenant's list does not count).
+    old = Suppression(
+        id=suppression_id("t", "ada@example.org"),
+        tenant="t",
+        email="ada@example.org",
+        reason="complaint",
+        created_at=datetime.now(UTC) - timedelta(days=1),
+    )
+    await runtime.store.suppressions.insert_one(to_document(old))
+    for tenant in ("t", "other"):
+        entry = Suppression(
+            id=suppression_id(tenant, "bob@example.org"),
+            tenant=tenant,
+            email="bob@example.org",
+            reason="unsubscribed",
+            created_at=datetime.now(UTC),
+        )
+        await runtime.store.suppressions.insert_one(to_document(entry))
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    assert {r: m["status"] for r, m in (await statuses(runtime, tx.id)).items()} == {
+        2: "SENT",
+        3: "SUPPRESSED",
+    }
+    assert await sends_of(sim, tx, [2, 3]) == [1, 0]
+    after = await load_transaction(runtime.store, tx.id)
+    assert (after.status, after.counters["suppressed"], after.counters["sent"]) == (
+        TxStatus.SENT,
+        1,
+        1,
+    )
