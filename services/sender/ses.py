@@ -63,6 +63,9 @@ def classify(error: ClientError) -> Exception:
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if "daily message quota" in message.lower():
+        # SES answers a used-up 24-hour quota as throttling too; waiting seconds cannot help.
+        return SesPaused(f"{code}: {message}")
     if code in _THROTTLED or "Maximum sending rate exceeded" in message:
         return SesThrottled(message or code)
     if code in _PAUSED:

@@ -412,6 +412,11 @@ def test_ses_errors_are_sorted_by_what_to_do(code: str, status: int, kind: type[
     assert type(error) is kind
 
 
+def test_a_used_up_daily_quota_pauses_rather_than_throttles() -> None:
+    error = classify(_client_error("Throttling", 400, "Daily message quota exceeded."))
+    assert type(error) is SesPaused
+
+
 async def test_a_test_mode_transaction_reaches_only_the_mailbox_simulator(
     runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
 ) -> None:
