@@ -30,9 +30,10 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from shared.broker import Broker
-from shared.documents import DeadLetter, to_document
+from shared.documents import DeadLetter
 from shared.errors import PermanentError, RetryableError
 from shared.events import decoder
+from shared.records import keep_dead_letter
 from shared.store import Store
 from shared.topology import ConsumerSpec, Subjects
 
@@ -182,10 +183,7 @@ class ActorRunner(Generic[E]):
             at=datetime.now(UTC),
         )
         try:
-            # Keyed by stream sequence: dead-lettering the same message twice keeps one.
-            await self.store.dead_letters.update_one(
-                {"_id": letter.id}, {"$setOnInsert": to_document(letter)}, upsert=True
-            )
+            await keep_dead_letter(self.store, letter)
             await self.broker.nc.publish(Subjects.dlq(self.spec.service), msg.data)
         except Exception:
             log.exception("cannot dead-letter; will retry", subject=msg.subject)

@@ -1,12 +1,12 @@
-"""Loading documents by id, the one read every handler starts with."""
+"""Loading documents by id, the one read every handler starts with; keeping dead letters."""
 
 from __future__ import annotations
 
-from shared.documents import Template, Transaction, from_document
+from shared.documents import DeadLetter, Template, Transaction, from_document, to_document
 from shared.errors import InputError
 from shared.store import Store
 
-__all__ = ["load_template", "load_transaction"]
+__all__ = ["keep_dead_letter", "load_template", "load_transaction"]
 
 
 async def load_transaction(store: Store, transaction_id: str) -> Transaction:
@@ -21,3 +21,10 @@ async def load_template(store: Store, template_id: str) -> Template:
     if raw is None:
         raise InputError(f"no template {template_id}")
     return from_document(raw, Template)
+
+
+async def keep_dead_letter(store: Store, letter: DeadLetter) -> None:
+    """Keyed by its ``_id``: dead-lettering the same work twice keeps the first copy."""
+    await store.dead_letters.update_one(
+        {"_id": letter.id}, {"$setOnInsert": to_document(letter)}, upsert=True
+    )

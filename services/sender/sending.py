@@ -55,7 +55,7 @@ from shared.documents import (
 from shared.errors import RetryableError, TemplateError, UpstreamUnavailable
 from shared.events import SendBatch
 from shared.metrics import SES_BACKOFF_SECONDS, SES_RATE_CEILING, SES_SENDS, SES_THROTTLES
-from shared.records import load_template, load_transaction
+from shared.records import keep_dead_letter, load_template, load_transaction
 from shared.service import Runtime
 from shared.settings import (
     SenderSettings,
@@ -489,9 +489,7 @@ class SenderActor(Actor[SendBatch]):
             transaction_id=m.transaction_id,
             message_id=m.id,
         )
-        await self.store.dead_letters.update_one(
-            {"_id": letter.id}, {"$setOnInsert": to_document(letter)}, upsert=True
-        )
+        await keep_dead_letter(self.store, letter)
 
 
 async def open_sender(rt: Runtime, settings: SenderSettings) -> SenderActor:
