@@ -17,19 +17,17 @@ import hashlib
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
 import msgspec
 from pymongo import DESCENDING
-from pymongo.errors import ConnectionFailure, WTimeoutError
 
+from shared.clock import stored_now
 from shared.documents import from_document, to_document
-from shared.errors import InputError, StoreUnavailable
-from shared.store import Store
+from shared.errors import InputError
+from shared.store import Store, store_reachable
 
 __all__ = [
     "KEY_PREFIX",
@@ -69,22 +67,8 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     revoked_at: datetime | None = None
 
 
-@contextmanager
-def _reachable(what: str) -> Iterator[None]:
-    try:
-        yield
-    except (ConnectionFailure, WTimeoutError) as e:
-        raise StoreUnavailable(f"{what}: {e}") from e
-
-
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def _now() -> datetime:
-    """To the millisecond, as the store keeps it."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 async def create_key(
@@ -109,16 +93,16 @@ async def create_key(
         mode=mode,
         admin=admin,
         label=label,
-        created_at=_now(),
+        created_at=stored_now(),
     )
-    with _reachable("create API key"):
+    with store_reachable("create API key"):
         await store.api_keys.insert_one(to_document(stored))
     return key, stored
 
 
 async def find_active_key(store: Store, key: str) -> ApiKey | None:
     """The stored key ``key`` is, unless it is unknown or revoked."""
-    with _reachable("find API key"):
+    with store_reachable("find API key"):
         raw = await store.api_keys.find_one({"_id": hash_key(key)})
     if raw is None:
         return None
@@ -129,7 +113,7 @@ async def find_active_key(store: Store, key: str) -> ApiKey | None:
 async def list_keys(store: Store, tenant: str | None = None) -> list[ApiKey]:
     """Every key of ``tenant`` (of every tenant if None), newest first, revoked ones too."""
     query = {} if tenant is None else {"tenant": tenant}
-    with _reachable("list API keys"):
+    with store_reachable("list API keys"):
         found = await store.api_keys.find(query).sort("created_at", DESCENDING).to_list(None)
     return [from_document(raw, ApiKey) for raw in found]
 
@@ -140,14 +124,14 @@ async def revoke_key(store: Store, key_id: str, *, tenant: str | None = None) ->
     query: dict[str, str] = {"key_id": key_id}
     if tenant is not None:
         query["tenant"] = tenant
-    with _reachable("revoke API key"):
+    with store_reachable("revoke API key"):
         raw = await store.api_keys.find_one(query)
         if raw is None:
             return None
         found = from_document(raw, ApiKey)
         if found.revoked_at is not None:
             return found
-        at = _now()
+        at = stored_now()
         await store.api_keys.update_one(
             {"_id": found.id, "revoked_at": None}, {"$set": {"revoked_at": at}}
         )

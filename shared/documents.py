@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.status import IdempotencyState, MessageStatus, TxStatus
+from shared.status import CallbackState, IdempotencyState, MessageStatus, TxStatus
 
 __all__ = [
     "Batch",
     "CallbackAttempt",
+    "CallbackDelivery",
     "DeadLetter",
     "IdempotencyRecord",
     "Message",
@@ -90,6 +91,9 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # Set once by POST .../cancel; the scheduler cancels what waits, ``settle`` ends it.
     cancel_requested_at: datetime | None = None
     schedule: Schedule | None = None
+    # Set by POST .../retry-failed: the transaction that resends this one's FAILED and
+    # EXPIRED messages (its ``metadata.retry_of`` names this one).
+    retried_as: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -205,22 +209,56 @@ class Template(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CallbackAttempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    id: str = msgspec.field(name="_id")
-    transaction_id: str
-    url: str
-    event: str
-    attempt: int
-    payload: dict[str, Any]
+    """One try at delivering a callback, kept in its ``CallbackDelivery``: the audit trail."""
+
+    at: datetime
+    # The receiver's answer, or None when there was none (``error`` says why).
     status_code: int | None = None
     error: str | None = None
-    at: datetime
+    duration_seconds: float = 0.0
+    # Not sent: the URL had answered 410 Gone before.
+    skipped: bool = False
+    # Asked for through POST .../callbacks/{id}/replay.
+    replay: bool = False
+
+
+class CallbackDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """The callback of one status change of a transaction, in the ``callbacks`` outbox.
+
+    ``_id`` is ``<transaction>:<seq>``, ``seq`` the change's index in the transaction's
+    ``status_history`` (1 for the first change after ACCEPT): it orders the transaction's
+    callbacks, and it is the ``webhook-id`` the receiver sees on every try. ``body`` is the
+    JSON sent, fixed when the change is recorded so that every try sends the same bytes.
+    """
+
+    id: str = msgspec.field(name="_id")
+    transaction_id: str
+    tenant: str
+    seq: int
+    url: str
+    old_status: TxStatus
+    new_status: TxStatus
+    body: str
+    state: CallbackState = CallbackState.PENDING
+    # Failed tries since it was recorded or last replayed: which retry delay comes next.
+    failures: int = 0
+    # Not tried before this; held by a pump delivering it until ``lease_until``.
+    next_attempt_at: datetime
+    lease_until: datetime
+    attempts: list[CallbackAttempt] = []
+    # Set by a replay, cleared by the try it asked for (marked ``replay`` in the trail).
+    replay_requested: bool = False
+    created_at: datetime
+    updated_at: datetime
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Work that could not be done, kept for manual review.
 
     ``kind`` "job" is a NATS message (``stream_seq``, ``deliveries``, its payload);
-    "message" is one recipient whose sends exhausted their retries (``message_id``).
+    "message" is one recipient whose sends exhausted their retries (``message_id``);
+    "callback" is a callback whose retries all failed (``payload`` its body, ``deliveries``
+    its tries, ``message_id`` the callback's id).
     """
 
     id: str = msgspec.field(name="_id")

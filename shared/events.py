@@ -12,15 +12,19 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.status import TxStatus
+from shared.status import MessageStatus, TxStatus
 
 __all__ = [
+    "CallbackDue",
     "ControlAction",
+    "MessageOutcome",
+    "MessageOutcomes",
     "SendBatch",
     "SesEvents",
     "TxAccepted",
     "TxControl",
     "TxDue",
+    "TxExpire",
     "TxIngested",
     "TxStatusChanged",
     "decoder",
@@ -63,6 +67,13 @@ class TxControl(msgspec.Struct, frozen=True, kw_only=True):
     generation: int = 0
 
 
+class CallbackDue(msgspec.Struct, frozen=True, kw_only=True):
+    """The transaction may have callbacks to deliver now: the tracker's pump looks at its
+    outbox (``callbacks``) and delivers them in order."""
+
+    transaction_id: str
+
+
 class SendBatch(msgspec.Struct, frozen=True, kw_only=True):
     transaction_id: str
     batch: int
@@ -76,6 +87,29 @@ class SesEvents(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     events: list[dict[str, Any]]
+
+
+class TxExpire(msgspec.Struct, frozen=True, kw_only=True):
+    """A SENT transaction's delivery timeout is over (a schedule fires it)."""
+
+    transaction_id: str
+
+
+class MessageOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    row: int
+    email: str
+
+
+class MessageOutcomes(msgspec.Struct, frozen=True, kw_only=True):
+    """Messages of one transaction that reached ``status``, on ``email.msg.status.<STATUS>``:
+    one event per batch of moves, never one NATS message per recipient."""
+
+    transaction_id: str
+    tenant: str
+    status: MessageStatus
+    timestamp: datetime
+    messages: list[MessageOutcome]
 
 
 class TxStatusChanged(msgspec.Struct, frozen=True, kw_only=True):

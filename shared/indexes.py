@@ -23,11 +23,22 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("transaction_id", ASCENDING), ("row", ASCENDING)], name="transaction_row"),
         # The sender reads one send batch's messages by it.
         IndexModel([("transaction_id", ASCENDING), ("batch", ASCENDING)], name="transaction_batch"),
+        # ``GET .../messages?status=`` and retry-failed: one status's messages, by row (read
+        # in row windows, see services/gateway/records.py ``page_messages``).
+        IndexModel(
+            [("transaction_id", ASCENDING), ("status", ASCENDING), ("row", ASCENDING)],
+            name="transaction_status_row",
+        ),
     ],
     # ``_id`` is "<tenant>:<email>"; the sender asks for a tenant's newest entries, those
     # added after ingest looked its messages up.
     Collections.SUPPRESSIONS: [
         IndexModel([("tenant", ASCENDING), ("created_at", ASCENDING)], name="tenant_created"),
+        # ``GET /suppressions``: a tenant's list, newest first.
+        IndexModel(
+            [("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+            name="tenant_newest",
+        ),
     ],
     # ``_id`` is the message id; an identity notification names only the SES id.
     Collections.SENDS: [
@@ -46,9 +57,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.TEMPLATES: [
         IndexModel([("tenant", ASCENDING), ("created_at", DESCENDING)], name="tenant_newest"),
     ],
-    Collections.CALLBACKS: [
-        IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="transaction_at"),
-    ],
+    # ``callbacks`` has none: a transaction's are read by ``_id`` ("<tx>:<seq>", seq below
+    # the number of statuses), with one ``$in``.
     Collections.DEAD_LETTERS: [
         IndexModel([("service", ASCENDING), ("at", DESCENDING)], name="service_newest"),
     ],

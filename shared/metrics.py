@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "CALLBACK_TRIES",
     "SCHEDULE_LATENESS",
     "SENDING_PAUSED",
     "SES_BACKOFF_SECONDS",
@@ -17,6 +18,11 @@ __all__ = [
     "SES_THROTTLES",
 ]
 
+CALLBACK_TRIES = Counter(
+    "email_callback_tries_total",
+    "Callback tries by result: delivered, failed (will retry), dead, gone (410), skipped.",
+    ["result"],
+)
 SCHEDULE_LATENESS = Histogram(
     "email_schedule_lateness_seconds",
     "How long after its time a schedule slot fired.",

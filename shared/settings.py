@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from shared.safe_http import parse_networks
+
 __all__ = [
     "CsvSettings",
     "GatewaySettings",
@@ -89,6 +91,28 @@ class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
     # The unsubscribe links' signing key and where they point (``require_unsubscribe_secret``).
     unsubscribe_secret: UnsubscribeSecret | None = None
     public_base_url: str | None = None
+    # After POST /api/v1/webhook-secret/rotate, how long callbacks are signed with the
+    # previous secret too (shared/webhook_secrets.py).
+    webhook_secret_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86_400)] = 86_400.0
+    # The SNS webhook (POST /api/v1/webhooks/ses, shared/sns.py). The TopicArns whose
+    # messages it takes, comma-separated: empty (the default) refuses every message. The
+    # hosts SigningCertURL and SubscribeURL may name: a regex matched against the whole host
+    # (plus ``:port`` when the URL has one), SNS's own by default. An extra CA bundle for
+    # fetching from them, beside the public ones (a private endpoint, the tests). The default
+    # pattern: SNS's own endpoints, sns.<region>.amazonaws.com and .amazonaws.com.cn.
+    sns_topic_arns: str = ""
+    sns_cert_host_pattern: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
+    sns_ca_file: str | None = None
+    # Networks a callback_url may name by address although they are not public
+    # (shared/safe_http.py: loopback, private, link-local...), comma-separated CIDRs such as
+    # "127.0.0.0/8,::1/128" for local runs and tests or "10.0.0.0/8" for receivers on a
+    # private network; empty (the default): public addresses only. The tracker has the same
+    # setting for the connections themselves: give both the same value.
+    callback_allowed_networks: str = ""
+
+    def __post_init__(self) -> None:
+        """A malformed allow-list stops the start (``SettingsError``), not a callback."""
+        parse_networks(self.callback_allowed_networks)
 
 
 class IngestSettings(CsvSettings, frozen=True, kw_only=True):
@@ -132,8 +156,28 @@ class SenderSettings(ServiceSettings, frozen=True, kw_only=True):
 
 class TrackerSettings(ServiceSettings, frozen=True, kw_only=True):
     sqs_queue_url: str | None = None
+    # How long after a transaction is SENT its messages without an outcome become EXPIRED
+    # (72 h: SES reports a delivery within that). At most 30 days: the SCHEDULES stream
+    # keeps the schedule that fires it 37 days.
+    delivery_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30 * 86_400)] = 72 * 3600.0
     sqs_wait_seconds: int = 1
-    callback_timeout_seconds: float = 10.0
+    # Callbacks (services/tracker/callbacks.py, callback_pump.py): how long a receiver may
+    # take to answer; the delays before each retry after a failed attempt, in seconds (one
+    # more failure past the last dead-letters the callback: ~75 h of retries by default);
+    # the most a receiver's Retry-After may hold one back; callbacks in flight at once.
+    callback_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    callback_retry_schedule_seconds: Annotated[
+        str, msgspec.Meta(pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$")
+    ] = "5,300,1800,7200,18000,36000,50400,72000,86400"
+    callback_retry_after_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 86_400.0
+    callback_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 32
+    # Networks callback receivers may be on although not public (shared/safe_http.py),
+    # comma-separated CIDRs; empty: public addresses only.
+    callback_allowed_networks: str = ""
+
+    def __post_init__(self) -> None:
+        """A malformed allow-list stops the start (``SettingsError``), not a callback."""
+        parse_networks(self.callback_allowed_networks)
 
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -7,6 +7,7 @@ from enum import StrEnum
 __all__ = [
     "FINAL_MESSAGE_STATUSES",
     "FINAL_TX_STATUSES",
+    "CallbackState",
     "IdempotencyState",
     "MessageStatus",
     "TxStatus",
@@ -36,6 +37,16 @@ class MessageStatus(StrEnum):
     SUPPRESSED = "SUPPRESSED"
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
+
+
+class CallbackState(StrEnum):
+    """A callback of one status change (``shared.documents.CallbackDelivery``)."""
+
+    PENDING = "pending"  # not delivered yet: waiting for its turn, its time, or in flight
+    DELIVERED = "delivered"  # answered with a 2xx
+    DEAD = "dead"  # every retry failed: in the dead letters
+    # Not sent: its URL answered 410 Gone (this callback or an earlier one of the tenant)
+    SKIPPED = "skipped"
 
 
 class IdempotencyState(StrEnum):

@@ -6,14 +6,25 @@ on a real replica set alike, an acknowledged write survives a kill -9.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pymongo import AsyncMongoClient, WriteConcern, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, ConnectionFailure, WTimeoutError
 
-__all__ = ["Collections", "CommandCounter", "Store", "connect_store", "insert_new"]
+from shared.errors import StoreUnavailable
+
+__all__ = [
+    "Collections",
+    "CommandCounter",
+    "Store",
+    "connect_store",
+    "insert_new",
+    "store_reachable",
+]
 
 Document = dict[str, Any]
 
@@ -35,6 +46,8 @@ class Collections:
     # One receipt per message SES accepted: written by the sender after the call and by
     # the tracker when SES's Send event arrives, whichever comes first.
     SENDS = "sends"
+    # ``_id`` is the tenant: its callback signing secret(s) (shared/webhook_secrets.py).
+    WEBHOOK_SECRETS = "webhook_secrets"
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -114,8 +127,21 @@ class Store:
     def slots(self) -> AsyncCollection[Document]:
         return self.db[Collections.SLOTS]
 
+    @property
+    def webhook_secrets(self) -> AsyncCollection[Document]:
+        return self.db[Collections.WEBHOOK_SECRETS]
+
     async def close(self) -> None:
         await self.client.close()
+
+
+@contextmanager
+def store_reachable(what: str) -> Iterator[None]:
+    """A store that cannot be reached, as ``StoreUnavailable`` (retryable; the API's 503)."""
+    try:
+        yield
+    except (ConnectionFailure, WTimeoutError) as e:
+        raise StoreUnavailable(f"{what}: {e}") from e
 
 
 async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> int:

@@ -42,8 +42,17 @@ class Subjects:
     SEND_BATCH = "email.send.batch"
     SES_EVENTS = "email.ses.events"
     TX_STATUS = "email.tx.status"  # .<STATUS>
+    MSG_STATUS = "email.msg.status"  # .<STATUS>: message outcomes, a batch per message
+    # A SENT transaction's delivery timeout: its schedule waits on email.expiry.<tx>, then
+    # fires onto TX_EXPIRE.
+    EXPIRY = "email.expiry"  # .<transaction>
+    TX_EXPIRE = "email.tx.expire"
     SCHEDULE = "email.schedule"  # .<transaction>.<slot>
     DLQ = "email.dlq"  # .<service>
+    # A transaction's callbacks to deliver: the tracker's pump delivers its next ones. A
+    # retry's wake-up waits as a schedule on email.callback.wake.<tx>, then fires onto it.
+    CALLBACK_DUE = "email.callback.due"
+    CALLBACK_WAKE = "email.callback.wake"  # .<transaction>
     ALERTS = "email.alerts"  # .<rule>
 
     @staticmethod
@@ -55,8 +64,20 @@ class Subjects:
         return f"{Subjects.TX_STATUS}.{status}"
 
     @staticmethod
+    def msg_status(status: str) -> str:
+        return f"{Subjects.MSG_STATUS}.{status}"
+
+    @staticmethod
+    def expiry(transaction_id: str) -> str:
+        return f"{Subjects.EXPIRY}.{transaction_id}"
+
+    @staticmethod
     def schedule(transaction_id: str, slot: str) -> str:
         return f"{Subjects.SCHEDULE}.{transaction_id}.{slot}"
+
+    @staticmethod
+    def callback_wake(transaction_id: str) -> str:
+        return f"{Subjects.CALLBACK_WAKE}.{transaction_id}"
 
     @staticmethod
     def dlq(service: str) -> str:
@@ -84,7 +105,12 @@ STREAMS: tuple[StreamConfig, ...] = (
     # belong to the stream that holds the schedule.
     StreamConfig(
         name="SCHEDULES",
-        subjects=[f"{Subjects.SCHEDULE}.>", Subjects.TX_DUE],
+        subjects=[
+            f"{Subjects.SCHEDULE}.>",
+            Subjects.TX_DUE,
+            f"{Subjects.EXPIRY}.>",
+            Subjects.TX_EXPIRE,
+        ],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         allow_msg_schedules=True,
@@ -122,6 +148,17 @@ STREAMS: tuple[StreamConfig, ...] = (
         discard=DiscardPolicy.OLD,
         duplicate_window=120,
     ),
+    # Message outcomes (DELIVERED, BOUNCED, ...), one event per batch of messages, kept for
+    # replay like the transactions' changes.
+    StreamConfig(
+        name="MSG_STATUS",
+        subjects=[f"{Subjects.MSG_STATUS}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * _DAY,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=120,
+    ),
     # Alerts as they fire and resolve, kept for whoever watches them.
     StreamConfig(
         name="ALERTS",
@@ -130,6 +167,18 @@ STREAMS: tuple[StreamConfig, ...] = (
         storage=StorageType.FILE,
         max_age=30 * _DAY,
         discard=DiscardPolicy.OLD,
+        duplicate_window=120,
+    ),
+    # Callback work and its wake-ups, in one stream: a schedule's target subject must belong
+    # to the stream that holds the schedule. A work queue: a pumped item is gone once
+    # acknowledged; a schedule (one per transaction: a new one replaces the last) is
+    # removed by the server when it fires.
+    StreamConfig(
+        name="CALLBACKS",
+        subjects=[Subjects.CALLBACK_DUE, f"{Subjects.CALLBACK_WAKE}.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        allow_msg_schedules=True,
         duplicate_window=120,
     ),
     StreamConfig(
@@ -229,13 +278,32 @@ class CONSUMERS:
         filter_subject=Subjects.tx_status("SENT"),
         service="tracker",
     )
+    # A SENT transaction's delivery timeout is over: its messages without an outcome expire.
+    TRACKER_EXPIRE = ConsumerSpec(
+        stream="SCHEDULES",
+        durable="tracker-expire",
+        filter_subject=Subjects.TX_EXPIRE,
+        service="tracker",
+    )
+    # Each status change into the callbacks outbox (services/tracker/callbacks.py). The
+    # order comes from the transaction's status history, not from this consumer's, so it
+    # may take many at once.
     TRACKER_CALLBACKS = ConsumerSpec(
         stream="TX_STATUS",
         durable="tracker-callbacks",
         filter_subject=f"{Subjects.TX_STATUS}.>",
         service="tracker",
-        # One at a time keeps each transaction's callbacks in the order of its changes.
-        max_ack_pending=1,
+    )
+    # A transaction's callbacks to deliver (services/tracker/callback_pump.py). A delivery's
+    # own retries live in its outbox document, not here: this backoff only covers the store
+    # or NATS being away, for up to a day before the item is dead-lettered.
+    TRACKER_CALLBACK_DUE = ConsumerSpec(
+        stream="CALLBACKS",
+        durable="tracker-callback-due",
+        filter_subject=Subjects.CALLBACK_DUE,
+        service="tracker",
+        max_deliver=1500,
+        backoff=(1.0, 2.0, 5.0, 15.0, 30.0, 60.0),
     )
 
 

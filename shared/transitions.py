@@ -55,7 +55,8 @@ MESSAGE_TRANSITIONS: Mapping[M, frozenset[M]] = {
     M.READY_TO_SEND: frozenset({M.SENDING, M.SUPPRESSED, M.CANCELLED}),
     M.SENDING: frozenset({M.SENT, M.READY_TO_SEND}) | _OUTCOMES,
     M.SENT: _OUTCOMES | {M.EXPIRED},
-    M.DELIVERED: frozenset({M.COMPLAINED}),
+    # A complaint, or a bounce the receiving server sent after accepting the mail.
+    M.DELIVERED: frozenset({M.COMPLAINED, M.BOUNCED}),
     M.BOUNCED: frozenset(),
     M.COMPLAINED: frozenset(),
     M.FAILED: frozenset(),

@@ -10,8 +10,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from aiobotocore.session import get_session
 
 from shared.api_keys import KeyMode, create_key
 from shared.service import Runtime, open_runtime
@@ -19,6 +21,9 @@ from shared.settings import ServiceSettings, load_settings
 from shared.store import Store
 from stack.launcher import Stack, StackInfo
 from stack.processes import free_port
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +62,19 @@ async def issue_key(
     """A new API key of ``tenant`` in ``store``'s database, as a client would hold it."""
     key, _ = await create_key(store, tenant=tenant, mode=mode, admin=admin)
     return key
+
+
+@pytest.fixture
+async def sqs(stack_info: StackInfo) -> AsyncIterator[SQSClient]:
+    """An SQS client of the stack's moto."""
+    async with get_session().create_client(
+        "sqs",
+        region_name=stack_info.aws_region,
+        endpoint_url=stack_info.aws_endpoint_url,
+        aws_access_key_id=stack_info.aws_access_key_id,
+        aws_secret_access_key=stack_info.aws_secret_access_key,
+    ) as client:
+        yield client
 
 
 @pytest.fixture

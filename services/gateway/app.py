@@ -3,8 +3,9 @@
 ``create_app(settings)`` opens its clients in the lifespan (NATS + topology, the store +
 indexes, S3) and closes them on shutdown; ``create_app(settings, deps)`` uses clients the
 caller already opened and owns (tests do this). Everything under ``API_PREFIX`` needs an API
-key (``auth``); the probes, the schema and the unsubscribe links (``/u/{token}``, signed) do
-not.
+key (``auth``); the probes, the schema, the unsubscribe links (``/u/{token}``, signed) and
+the SNS webhook (``/api/v1/webhooks/ses``, outside the keyed router: SNS signs its messages)
+do not.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from services.gateway.auth import SECURITY_SCHEME, ApiKeyAuth
+from services.gateway.callbacks import CallbackController
 from services.gateway.deps import GatewayDeps, open_deps, provide_deps, provide_settings
 from services.gateway.errors import exception_handlers
 from services.gateway.health import HealthController
 from services.gateway.keys import KeyController
+from services.gateway.suppressions import SuppressionController
 from services.gateway.templates import TemplateController
 from services.gateway.tenant import provide_caller, provide_tenant
 from services.gateway.transactions import TransactionController
 from services.gateway.unsubscribe import UnsubscribeController
+from services.gateway.webhook_secrets import WebhookSecretController
+from services.gateway.webhooks import SnsWebhookController, sns_verifier
 from shared.settings import GatewaySettings, require_unsubscribe_secret
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -50,17 +55,25 @@ def _lifespan(
 def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Litestar:
     # The unsubscribe links cannot be checked without it: refuse to start (SettingsError).
     require_unsubscribe_secret(settings)
-    state = State({"settings": settings})
+    # Made here so that a bad SNS_CERT_HOST_PATTERN or SNS_CA_FILE stops the start.
+    state = State({"settings": settings, "sns_verifier": sns_verifier(settings)})
     if deps is not None:
         state.deps = deps
     api = Router(
         path=API_PREFIX,
-        route_handlers=[TemplateController, TransactionController, KeyController],
+        route_handlers=[
+            TemplateController,
+            TransactionController,
+            SuppressionController,
+            KeyController,
+            CallbackController,
+            WebhookSecretController,
+        ],
         middleware=[ApiKeyAuth(settings)],
         security=[{SECURITY_SCHEME: []}],
     )
     return Litestar(
-        route_handlers=[api, HealthController, UnsubscribeController],
+        route_handlers=[api, HealthController, UnsubscribeController, SnsWebhookController],
         dependencies={
             "deps": Provide(provide_deps, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),

@@ -1,5 +1,7 @@
 """Who is calling: the API key of every ``/api/v1`` request, and its rate.
 
+(All but the SNS webhook's, ``services.gateway.webhooks``: SNS cannot send a key, it signs.)
+
 ``Authorization: Bearer <api key>`` is looked up by its hash (one read by ``_id``); a
 missing, malformed, unknown or revoked key is ``401 UNAUTHORIZED``, and a key over its rate
 ``429 RATE_LIMITED`` with ``Retry-After``. The key found goes into ``scope["auth"]``, where

@@ -54,16 +54,21 @@ class Code(StrEnum):
     TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
     TRANSACTION_NOT_FOUND = "TRANSACTION_NOT_FOUND"
     KEY_NOT_FOUND = "KEY_NOT_FOUND"
+    CALLBACK_NOT_FOUND = "CALLBACK_NOT_FOUND"
     INVALID_FORM = "INVALID_FORM"
     MISSING_FILE = "MISSING_FILE"
     EMPTY_FILE = "EMPTY_FILE"
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     INVALID_CALLBACK_URL = "INVALID_CALLBACK_URL"
+    CALLBACK_URL_NOT_ALLOWED = "CALLBACK_URL_NOT_ALLOWED"
     INVALID_SEND_AT = "INVALID_SEND_AT"
     SEND_AT_IN_PAST = "SEND_AT_IN_PAST"
     SEND_AT_TOO_FAR = "SEND_AT_TOO_FAR"
     TX_NOT_CANCELLABLE = "TX_NOT_CANCELLABLE"
     TX_NOT_RESCHEDULABLE = "TX_NOT_RESCHEDULABLE"
+    TX_NOT_RETRYABLE = "TX_NOT_RETRYABLE"
+    NOTHING_TO_RETRY = "NOTHING_TO_RETRY"
+    SUPPRESSION_NOT_FOUND = "SUPPRESSION_NOT_FOUND"
     INVALID_METADATA = "INVALID_METADATA"
     SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
     SOURCE_NOT_ALLOWED = "SOURCE_NOT_ALLOWED"
@@ -72,6 +77,10 @@ class Code(StrEnum):
     IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
     INVALID_CURSOR = "INVALID_CURSOR"
     INVALID_UNSUBSCRIBE_LINK = "INVALID_UNSUBSCRIBE_LINK"
+    SNS_MESSAGE_INVALID = "SNS_MESSAGE_INVALID"
+    SNS_TOPIC_UNKNOWN = "SNS_TOPIC_UNKNOWN"
+    SNS_CERT_URL_INVALID = "SNS_CERT_URL_INVALID"
+    SNS_SIGNATURE_INVALID = "SNS_SIGNATURE_INVALID"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -127,6 +136,10 @@ CODES: Final[dict[Code, CodeSpec]] = {
         status=404, description="No transaction of the tenant with this id."
     ),
     Code.KEY_NOT_FOUND: CodeSpec(status=404, description="No API key of the tenant with this id."),
+    Code.CALLBACK_NOT_FOUND: CodeSpec(
+        status=404,
+        description="No callback with this id among the transaction's (`webhook-id`).",
+    ),
     Code.INVALID_FORM: CodeSpec(
         status=400,
         description=(
@@ -141,7 +154,19 @@ CODES: Final[dict[Code, CodeSpec]] = {
         description="A submitted file over the upload limit, `max_upload_bytes` (default 100 MiB).",
     ),
     Code.INVALID_CALLBACK_URL: CodeSpec(
-        status=400, description="`callback_url` is not an absolute http or https URL."
+        status=400,
+        description=(
+            "`callback_url` is not an absolute http or https URL, or has user information "
+            "(`user:password@`)."
+        ),
+    ),
+    Code.CALLBACK_URL_NOT_ALLOWED: CodeSpec(
+        status=400,
+        description=(
+            "`callback_url`'s host is an IP address (in any spelling) that is not public: "
+            "loopback, private, link-local, shared (100.64/10) or reserved, and not in "
+            "`callback_allowed_networks`."
+        ),
     ),
     Code.INVALID_SEND_AT: CodeSpec(
         status=400, description="`send_at` is not an RFC 3339 date-time with a UTC offset."
@@ -172,6 +197,21 @@ CODES: Final[dict[Code, CodeSpec]] = {
             "The transaction cannot be rescheduled: only a SCHEDULED one can (none of its "
             "slots has fired), and not once its cancellation was asked for."
         ),
+    ),
+    Code.TX_NOT_RETRYABLE: CodeSpec(
+        status=409,
+        description=(
+            "retry-failed on a transaction that is not COMPLETED: a FAILED one failed as a "
+            "whole (submit a corrected file), a CANCELLED one was stopped on purpose, any "
+            "other is still running."
+        ),
+    ),
+    Code.NOTHING_TO_RETRY: CodeSpec(
+        status=409,
+        description="retry-failed on a transaction without any FAILED or EXPIRED message.",
+    ),
+    Code.SUPPRESSION_NOT_FOUND: CodeSpec(
+        status=404, description="The address is not on the tenant's suppression list."
     ),
     Code.INVALID_METADATA: CodeSpec(
         status=400, description="`metadata` is not an object of string values within its limits."
@@ -206,6 +246,36 @@ CODES: Final[dict[Code, CodeSpec]] = {
         description=(
             "An unsubscribe link (`/u/{token}`) whose token is malformed, cut short or not "
             "signed by us; nothing was changed."
+        ),
+    ),
+    # The SNS webhook (`/api/v1/webhooks/ses`): SNS does not retry a 4xx, so each of these
+    # is final for the message; nothing was published.
+    Code.SNS_MESSAGE_INVALID: CodeSpec(
+        status=400,
+        description=(
+            "SNS webhook: a body that is not an SNS message (not JSON, a field missing, an "
+            "unknown `Type`)."
+        ),
+    ),
+    Code.SNS_TOPIC_UNKNOWN: CodeSpec(
+        status=403,
+        description=(
+            "SNS webhook: a `TopicArn` not in `sns_topic_arns`; when that is empty, any "
+            "`TopicArn` at all."
+        ),
+    ),
+    Code.SNS_CERT_URL_INVALID: CodeSpec(
+        status=403,
+        description=(
+            "SNS webhook: `SigningCertURL` (or a confirmation's `SubscribeURL`) is not an "
+            "https URL on a host `sns_cert_host_pattern` matches."
+        ),
+    ),
+    Code.SNS_SIGNATURE_INVALID: CodeSpec(
+        status=403,
+        description=(
+            "SNS webhook: the signature does not verify: an unknown `SignatureVersion`, a "
+            "signature of other content, or no usable certificate at `SigningCertURL`."
         ),
     ),
     Code.SERVICE_UNAVAILABLE: CodeSpec(

@@ -12,9 +12,13 @@ from typing import Any, cast
 from litestar import Request
 from litestar.di import NamedDependency
 
+from services.gateway.errors import ApiError, Code
+from services.gateway.records import find_transaction
 from shared.api_keys import ApiKey
+from shared.documents import Transaction
+from shared.store import Store
 
-__all__ = ["Caller", "Tenant", "provide_caller", "provide_tenant"]
+__all__ = ["Caller", "Tenant", "own_transaction", "provide_caller", "provide_tenant"]
 
 
 # How handlers ask for them: ``tenant: Tenant``, ``caller: Caller``.
@@ -28,3 +32,16 @@ def provide_caller(request: Request[Any, Any, Any]) -> ApiKey:
 
 def provide_tenant(request: Request[Any, Any, Any]) -> str:
     return provide_caller(request).tenant
+
+
+async def own_transaction(store: Store, tenant: str, transaction_id: str) -> Transaction:
+    """The tenant's transaction, or 404 ``TRANSACTION_NOT_FOUND``: another tenant's answers
+    exactly like a missing one."""
+    tx = await find_transaction(store, tenant, transaction_id)
+    if tx is None:
+        raise ApiError(
+            Code.TRANSACTION_NOT_FOUND,
+            f"no transaction {transaction_id!r}",
+            details={"transaction_id": transaction_id},
+        )
+    return tx

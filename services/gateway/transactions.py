@@ -24,7 +24,6 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -63,43 +62,58 @@ from services.gateway.metadata import (
     check_metadata,
     parse_metadata,
 )
-from services.gateway.progress import TransactionProgress, compute_progress
 from services.gateway.records import (
     find_template,
     find_transaction,
+    insert_new_transaction,
     insert_transaction,
+    mark_retried,
+    page_messages,
     page_row_errors,
     page_transactions,
     utc_now,
 )
 from services.gateway.report import ValidationReport, check_file
+from services.gateway.retry import (
+    RETRY_OF,
+    check_retryable,
+    retry_id,
+    retry_metadata,
+    write_retry_file,
+)
 from services.gateway.source import find_source, read_source, tenant_prefix
-from services.gateway.tenant import Caller, Tenant
+from services.gateway.tenant import Caller, Tenant, own_transaction
 from services.gateway.upload import S3Upload
 from services.gateway.views import (
+    MessagePage,
     RowErrorPage,
     TransactionAccepted,
     TransactionPage,
     TransactionView,
+    message_item,
     row_error_item,
     transaction_summary,
     transaction_view,
 )
 from shared.broker import Broker
+from shared.clock import to_stored
 from shared.documents import (
     S3Location,
     StatusEntry,
     Template,
     Transaction,
     from_document,
+    message_id,
     to_document,
 )
 from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.events import TxAccepted
 from shared.log import get_logger
+from shared.progress import TransactionProgress, compute_progress
+from shared.safe_http import AddressNotAllowed, check_callback_url, parse_networks
 from shared.schedule import MAX_PAST, SendAtProblem, check_send_at
 from shared.settings import GatewaySettings
-from shared.status import TxStatus
+from shared.status import MessageStatus, TxStatus
 from shared.topology import Subjects
 from shared.transitions import publish_status
 
@@ -125,6 +139,9 @@ Cursor = Annotated[
     QueryParameter(description="`next_cursor` of the previous page.", max_length=512),
 ]
 StatusFilter = Annotated[TxStatus | None, QueryParameter(description="Only this status.")]
+MessageStatusFilter = Annotated[
+    MessageStatus | None, QueryParameter(description="Only the messages in this status.")
+]
 ErrorCodeFilter = Annotated[
     str | None,
     QueryParameter(
@@ -250,7 +267,10 @@ class _SubmissionOperation(Operation):
         callback_url = Schema(
             type=OpenAPIType.STRING,
             format=OpenAPIFormat.URI,
-            description="http or https URL for status callbacks.",
+            description=(
+                "http or https URL for status callbacks, without user information; a host "
+                "given as an IP address must be a public one."
+            ),
         )
         send_at = Schema(
             type=OpenAPIType.STRING,
@@ -339,21 +359,26 @@ def _field_error(field: str, message: str) -> ApiError:
     return ApiError(Code.VALIDATION_ERROR, message, details={"field": field})
 
 
-def _check_callback_url(value: str) -> str:
+def _check_callback_url(value: str, settings: GatewaySettings) -> str:
+    """An http(s) URL we may call back, as far as can be told before calling it: a host
+    that is an IP address must be a public one (shared/safe_http.py); a name is checked by
+    the tracker at each connection, since what it resolves to can change."""
     url = value.strip()
+    details = {"field": "callback_url", "value": value[:_MAX_URL_CHARS]}
     try:
-        parts = urlsplit(url)
-        valid = parts.scheme in {"http", "https"} and bool(parts.hostname)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-    except ValueError:
-        valid = False
-    if not valid or len(url) > _MAX_URL_CHARS or any(c.isspace() for c in url):
+        if len(url) > _MAX_URL_CHARS:
+            raise ValueError(f"longer than {_MAX_URL_CHARS} characters")
+        return check_callback_url(url, parse_networks(settings.callback_allowed_networks))
+    except AddressNotAllowed as e:
+        raise ApiError(
+            Code.CALLBACK_URL_NOT_ALLOWED, f"callback_url is not allowed: {e}", details=details
+        ) from e
+    except ValueError as e:
         raise ApiError(
             Code.INVALID_CALLBACK_URL,
-            "callback_url must be an absolute http or https URL",
-            details={"field": "callback_url", "value": value[:_MAX_URL_CHARS]},
-        )
-    return url
+            f"callback_url must be an absolute http or https URL: {e}",
+            details=details,
+        ) from e
 
 
 def _check_send_at(value: str, max_days: int) -> datetime:
@@ -384,11 +409,10 @@ def _check_send_at(value: str, max_days: int) -> datetime:
                 f"send_at is more than {max_days} days ahead",
                 details={"field": "send_at", "value": value, "max_schedule_days": max_days},
             )
-    # The store keeps milliseconds.
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return to_stored(at)
 
 
-def _check_fields(fields: dict[str, str], max_days: int) -> _Submission:
+def _check_fields(fields: dict[str, str], settings: GatewaySettings) -> _Submission:
     template_id = fields.get("template_id", "").strip()
     if not template_id:
         raise _field_error("template_id", "template_id is required")
@@ -397,22 +421,24 @@ def _check_fields(fields: dict[str, str], max_days: int) -> _Submission:
     metadata = fields.get("metadata", "").strip()
     return _Submission(
         template_id=template_id,
-        callback_url=_check_callback_url(callback_url) if callback_url else None,
-        send_at=_check_send_at(send_at, max_days) if send_at else None,
+        callback_url=_check_callback_url(callback_url, settings) if callback_url else None,
+        send_at=_check_send_at(send_at, settings.max_schedule_days) if send_at else None,
         metadata=parse_metadata(metadata) if metadata else {},
     )
 
 
-def _check_input(body: _SubmissionInput, max_days: int) -> _Submission:
+def _check_input(body: _SubmissionInput, settings: GatewaySettings) -> _Submission:
     template_id = body.template_id.strip()
     if not template_id:
         raise _field_error("template_id", "template_id is required")
     callback_url = (body.callback_url or "").strip()
     return _Submission(
         template_id=template_id,
-        callback_url=_check_callback_url(callback_url) if callback_url else None,
+        callback_url=_check_callback_url(callback_url, settings) if callback_url else None,
         send_at=(
-            None if body.schedule is None else _check_send_at(body.schedule.send_at, max_days)
+            None
+            if body.schedule is None
+            else _check_send_at(body.schedule.send_at, settings.max_schedule_days)
         ),
         metadata={} if body.metadata is None else check_metadata(body.metadata),
     )
@@ -475,9 +501,7 @@ class _Receiver:
                         self.filename = filename
                         # Fail before the upload when the fields came first.
                         if "template_id" in self.fields:
-                            await self._find_template(
-                                _check_fields(self.fields, self.settings.max_schedule_days)
-                            )
+                            await self._find_template(_check_fields(self.fields, self.settings))
                     case FileData(data=data):
                         if self.upload.size + len(data) > self.settings.max_upload_bytes:
                             raise _too_large(self.settings.max_upload_bytes)
@@ -486,7 +510,7 @@ class _Receiver:
                         pass
         if not self.file_seen:
             raise _missing_file()
-        submission = _check_fields(self.fields, self.settings.max_schedule_days)
+        submission = _check_fields(self.fields, self.settings)
         await self._find_template(submission)
         return submission
 
@@ -536,7 +560,7 @@ class _FormCheck:
         if self.size == 0:
             raise _empty_file()
         # The fields after the file are checked as a submission's would be.
-        _check_fields(self.fields, self.settings.max_schedule_days)
+        _check_fields(self.fields, self.settings)
         return self.report
 
     async def _check_file(self, events: AsyncGenerator[FormEvent, None]) -> ValidationReport:
@@ -544,7 +568,7 @@ class _FormCheck:
             raise _field_error(
                 "template_id", "with validate_only, the template_id field must come before the file"
             )
-        submission = _check_fields(self.fields, self.settings.max_schedule_days)
+        submission = _check_fields(self.fields, self.settings)
         template = await _require_template(self.deps, self.tenant, submission.template_id)
         chunks = self._file_chunks(events)
         async with aclosing(chunks):
@@ -666,7 +690,7 @@ async def _check_json(
     request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
 ) -> ValidationReport:
     body = await _read_json(request)
-    submission = _check_input(body, settings.max_schedule_days)
+    submission = _check_input(body, settings)
     template = await _require_template(deps, tenant, submission.template_id)
     found = await find_source(
         deps.s3,
@@ -684,7 +708,7 @@ async def _receive_json(
     request: Request[Any, Any, Any], deps: GatewayDeps, settings: GatewaySettings, tenant: str
 ) -> _Intake:
     body = await _read_json(request)
-    submission = _check_input(body, settings.max_schedule_days)
+    submission = _check_input(body, settings)
     await _require_template(deps, tenant, submission.template_id)
     found = await find_source(
         deps.s3,
@@ -813,6 +837,7 @@ class TransactionController(Controller):
                 Code.EMPTY_FILE,
                 Code.TEMPLATE_NOT_FOUND,
                 Code.INVALID_CALLBACK_URL,
+                Code.CALLBACK_URL_NOT_ALLOWED,
                 Code.INVALID_SEND_AT,
                 Code.INVALID_METADATA,
                 Code.SOURCE_NOT_FOUND,
@@ -928,7 +953,7 @@ class TransactionController(Controller):
     async def get_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionView:
-        return transaction_view(await _existing(deps, tenant, transaction_id))
+        return transaction_view(await own_transaction(deps.store, tenant, transaction_id))
 
     @get(
         "/{transaction_id:str}/errors",
@@ -946,7 +971,7 @@ class TransactionController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> RowErrorPage:
-        tx = await _existing(deps, tenant, transaction_id)
+        tx = await own_transaction(deps.store, tenant, transaction_id)
         after = None
         if cursor is not None:
             position = decode_cursor(cursor, RowPosition)
@@ -979,7 +1004,7 @@ class TransactionController(Controller):
         tenant: Tenant,
         code: ErrorCodeFilter = None,
     ) -> Stream:
-        tx = await _existing(deps, tenant, transaction_id)
+        tx = await own_transaction(deps.store, tenant, transaction_id)
         return Stream(
             row_errors_csv(deps.store, tx, code=code),
             media_type="text/csv",
@@ -994,7 +1019,7 @@ class TransactionController(Controller):
     async def get_progress(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionProgress:
-        tx = await _existing(deps, tenant, transaction_id)
+        tx = await own_transaction(deps.store, tenant, transaction_id)
         return compute_progress(tx, datetime.now(UTC))
 
     @post(
@@ -1013,7 +1038,7 @@ class TransactionController(Controller):
     async def cancel_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionView:
-        tx = await _existing(deps, tenant, transaction_id)
+        tx = await own_transaction(deps.store, tenant, transaction_id)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             return transaction_view(await request_cancel(deps.store, deps.broker, tx))
 
@@ -1046,12 +1071,124 @@ class TransactionController(Controller):
         settings: Settings,
         tenant: Tenant,
     ) -> TransactionView:
-        tx = await _existing(deps, tenant, transaction_id)
+        tx = await own_transaction(deps.store, tenant, transaction_id)
         max_days = settings.max_schedule_days
         send_at = _check_send_at(data.send_at, max_days)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             moved = await request_reschedule(deps.store, deps.broker, tx, send_at, max_days)
         return transaction_view(moved)
+
+    @get(
+        "/{transaction_id:str}/messages",
+        summary="Each recipient's message: its status and what SES said",
+        description=(
+            "One item per message (valid row), in row order: the address, the row's "
+            "placeholder values, the status, the send attempts and the last one's error, "
+            "and the SES events the tracker recorded (Send, Delivery, Bounce, Complaint, "
+            "Reject, DeliveryDelay, ...). `status` keeps only the messages in it."
+        ),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND, Code.INVALID_CURSOR
+        ),
+    )
+    async def list_messages(
+        self,
+        transaction_id: FromPath[str],
+        deps: Deps,
+        tenant: Tenant,
+        status: MessageStatusFilter = None,
+        cursor: Cursor = None,
+        limit: PageLimit = _DEFAULT_LIMIT,
+    ) -> MessagePage:
+        tx = await own_transaction(deps.store, tenant, transaction_id)
+        after = 0
+        if cursor is not None:
+            position = decode_cursor(cursor, RowPosition)
+            if position.id != message_id(tx.id, position.row):
+                raise ApiError(Code.INVALID_CURSOR, "the cursor is not one of this listing")
+            after = position.row
+        found = await page_messages(deps.store, tx.id, status=status, after=after, limit=limit + 1)
+        page = found[:limit]
+        next_cursor = (
+            encode_cursor(RowPosition(row=page[-1].row, id=page[-1].id))
+            if len(found) > limit
+            else None
+        )
+        return MessagePage(items=[message_item(m) for m in page], next_cursor=next_cursor)
+
+    @post(
+        "/{transaction_id:str}/retry-failed",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Send the failed messages again, as a new transaction",
+        description=(
+            "For a COMPLETED transaction: a new transaction, submitted as a file would be, "
+            "of the recipients whose message is FAILED or EXPIRED (never BOUNCED, "
+            "COMPLAINED, SUPPRESSED, DELIVERED or CANCELLED), with the same template, "
+            "`callback_url` and `metadata` plus `metadata.retry_of` (this transaction's id); "
+            "it is sent at once. Answers the new transaction; this one's `retried_as` names "
+            "it. Asking again answers the same transaction and creates nothing. No body."
+        ),
+        responses=error_responses(
+            Code.TRANSACTION_NOT_FOUND, Code.TX_NOT_RETRYABLE, Code.NOTHING_TO_RETRY
+        ),
+    )
+    async def retry_failed(
+        self,
+        transaction_id: FromPath[str],
+        deps: Deps,
+        settings: Settings,
+        tenant: Tenant,
+        caller: Caller,
+    ) -> TransactionView:
+        tx = await own_transaction(deps.store, tenant, transaction_id)
+        with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
+            return transaction_view(await _retry(deps, settings, caller.mode, tx))
+
+
+async def _retry(
+    deps: GatewayDeps, settings: GatewaySettings, mode: str, tx: Transaction
+) -> Transaction:
+    """The transaction retrying ``tx``'s failures: made now (see ``retry``), or the one an
+    earlier request made."""
+    retry = await find_transaction(deps.store, tx.tenant, retry_id(tx.id))
+    if retry is None:
+        check_retryable(tx)
+        made = await _make_retry(deps, settings, mode, tx)
+        # False: a concurrent request inserted it first; its file is the same as ours.
+        retry = made if await insert_new_transaction(deps.store, made) else None
+        if retry is None:
+            retry = await find_transaction(deps.store, tx.tenant, made.id)
+            assert retry is not None  # inserted by the other request, never deleted
+    await mark_retried(deps.store, tx, retry.id)
+    if retry.status == TxStatus.ACCEPT:
+        # As a replayed submission: announce again (a no-op if it was announced).
+        await _announce(deps.broker, retry, retry.status_history[0])
+    return retry
+
+
+async def _make_retry(
+    deps: GatewayDeps, settings: GatewaySettings, mode: str, tx: Transaction
+) -> Transaction:
+    new_id = retry_id(tx.id)
+    key = upload_key(tx.tenant, new_id)
+    upload = S3Upload(deps.s3, settings.s3_bucket, key, settings.upload_part_bytes)
+    rows = await write_retry_file(deps.store, upload, tx)
+    now = utc_now()
+    log.info("retry file written", retry_id=new_id, rows=rows, bytes=upload.size)
+    return Transaction(
+        id=new_id,
+        tenant=tx.tenant,
+        status=TxStatus.ACCEPT,
+        template_id=tx.template_id,
+        source=S3Location(bucket=settings.s3_bucket, key=key),
+        filename=f"retry-of-{tx.id}.csv",
+        callback_url=tx.callback_url,
+        metadata=retry_metadata(tx),
+        status_history=[StatusEntry(status=TxStatus.ACCEPT, at=now, metadata={RETRY_OF: tx.id})],
+        mode=mode,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 async def _validate(
@@ -1071,14 +1208,3 @@ async def _validate(
         file_error=None if report.file_error is None else report.file_error.code,
     )
     return report
-
-
-async def _existing(deps: GatewayDeps, tenant: str, transaction_id: str) -> Transaction:
-    tx = await find_transaction(deps.store, tenant, transaction_id)
-    if tx is None:
-        raise ApiError(
-            Code.TRANSACTION_NOT_FOUND,
-            f"no transaction {transaction_id!r}",
-            details={"transaction_id": transaction_id},
-        )
-    return tx

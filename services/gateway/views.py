@@ -9,11 +9,15 @@ import msgspec
 
 from services.gateway.error_catalogue import RowCode
 from services.ingest.validation import RowErrorCode
-from shared.documents import RowError, Schedule, Transaction
+from shared.documents import Message, RowError, Schedule, Transaction, from_document
 from shared.schedule import shifted
 from shared.status import MessageStatus, TxStatus
 
 __all__ = [
+    "MessageError",
+    "MessageEvent",
+    "MessageItem",
+    "MessagePage",
     "RowErrorDetails",
     "RowErrorItem",
     "RowErrorPage",
@@ -24,6 +28,7 @@ __all__ = [
     "TransactionSummary",
     "TransactionView",
     "counters_view",
+    "message_item",
     "row_error_item",
     "schedule_view",
     "transaction_summary",
@@ -84,12 +89,16 @@ class TransactionView(msgspec.Struct, frozen=True, kw_only=True):
     counters: dict[str, int]
     ingest_progress: dict[str, int]
     status_history: list[StatusHistoryItem]
+    # Once COMPLETED: the final counts and rates per outcome and the seconds spent in each
+    # status (services/tracker/completion.py ``completion_stats``).
     stats: dict[str, Any] | None
     failure: dict[str, Any] | None
     # Set once ingest has read the file.
     schedule: ScheduleView | None
     # When POST .../cancel was asked; the status becomes CANCELLED once in-flight sends end.
     cancel_requested_at: datetime | None
+    # The transaction POST .../retry-failed made of this one's FAILED and EXPIRED messages.
+    retried_as: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -118,6 +127,63 @@ class RowErrorItem(msgspec.Struct, frozen=True, kw_only=True):
 class RowErrorPage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[RowErrorItem]
     next_cursor: str | None
+
+
+class MessageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An SES event about the message, as the tracker recorded it."""
+
+    # SES's event type: Send, Delivery, Bounce, Complaint, Reject, DeliveryDelay, ...
+    kind: str = ""
+    timestamp: datetime | None = None
+    ses_message_id: str | None = None
+    # Permanent, Transient or Undetermined, for a Bounce.
+    bounce_type: str | None = None
+    # The type's own object as SES wrote it (``bounce``, ``delivery``, ...).
+    details: dict[str, Any] = {}
+
+
+class MessageError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why the last send attempt failed (SES's refusal, for a FAILED message)."""
+
+    code: str = ""
+    message: str = ""
+    at: datetime | None = None
+
+
+class MessageItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One recipient: where its message is and what happened to it."""
+
+    row: int
+    email: str
+    status: MessageStatus
+    # The row's placeholder values, by normalized column name.
+    data: dict[str, str]
+    send_at: datetime | None
+    attempts: int
+    last_error: MessageError | None
+    events: list[MessageEvent]
+    updated_at: datetime | None
+
+
+class MessagePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[MessageItem]
+    next_cursor: str | None
+
+
+def message_item(message: Message) -> MessageItem:
+    return MessageItem(
+        row=message.row,
+        email=message.email,
+        status=message.status,
+        data=message.data,
+        send_at=message.send_at,
+        attempts=message.attempts,
+        last_error=(
+            None if message.last_error is None else from_document(message.last_error, MessageError)
+        ),
+        events=[from_document(event, MessageEvent) for event in message.events],
+        updated_at=message.updated_at,
+    )
 
 
 def counters_view(counters: dict[str, int]) -> dict[str, int]:
@@ -156,6 +222,7 @@ def transaction_view(tx: Transaction) -> TransactionView:
         failure=tx.failure,
         schedule=None if tx.schedule is None else schedule_view(tx.schedule),
         cancel_requested_at=tx.cancel_requested_at,
+        retried_as=tx.retried_as,
         created_at=tx.created_at,
         updated_at=tx.updated_at,
     )

@@ -52,6 +52,7 @@ from services.ingest.validation import (
 )
 from shared.actor import Actor
 from shared.broker import Broker
+from shared.clock import to_stored
 from shared.documents import (
     Batch,
     Message,
@@ -484,7 +485,7 @@ class _BatchWriter:
 
 def _stored_time(at: datetime | None) -> datetime | None:
     """What the store keeps of ``at``: milliseconds."""
-    return None if at is None else at.replace(microsecond=at.microsecond // 1000 * 1000)
+    return None if at is None else to_stored(at)
 
 
 async def _insert_new(

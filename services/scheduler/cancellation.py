@@ -19,6 +19,7 @@ import structlog
 from services.scheduler.slots import batches_of, purge_schedules
 from shared.broker import Broker
 from shared.documents import Transaction, message_id
+from shared.outcomes import announce_moved
 from shared.schedule import IMMEDIATE
 from shared.settlement import settle
 from shared.status import MessageStatus as M
@@ -47,8 +48,11 @@ async def cancel_waiting(store: Store, broker: Broker, tx: Transaction) -> int:
             waiting = (
                 (M.READY_TO_SEND,) if batch.slot == IMMEDIATE else (M.SCHEDULED, M.READY_TO_SEND)
             )
+            in_batch = 0
             for old in waiting:
-                moved += await move_messages(store, tx.id, ids, old, M.CANCELLED)
+                in_batch += await move_messages(store, tx.id, ids, old, M.CANCELLED)
+            await announce_moved(store, broker, tx.id, tx.tenant, M.CANCELLED, ids, in_batch)
+            moved += in_batch
     settled = await settle(store, broker, tx.id)
     log.info("cancelled waiting messages", moved=moved, settled=settled)
     return moved

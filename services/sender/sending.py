@@ -53,8 +53,9 @@ from shared.documents import (
     to_document,
 )
 from shared.errors import RetryableError, TemplateError, UpstreamUnavailable
-from shared.events import SendBatch
+from shared.events import MessageOutcome, SendBatch
 from shared.metrics import SES_BACKOFF_SECONDS, SES_RATE_CEILING, SES_SENDS, SES_THROTTLES
+from shared.outcomes import announce_moved
 from shared.records import keep_dead_letter, load_template, load_transaction
 from shared.service import Runtime
 from shared.settings import (
@@ -209,9 +210,9 @@ class SenderActor(Actor[SendBatch]):
             str(doc["email"]).lower()
             async for doc in self.store.suppressions.find(query, {"email": 1})
         }
-        dropped = [m.id for m in waiting if m.email.lower() in added]
+        dropped = [m for m in waiting if m.email.lower() in added]
         if dropped:
-            await self._move(tx.id, dropped, M.READY_TO_SEND, M.SUPPRESSED)
+            await self._conclude(dropped, M.READY_TO_SEND, M.SUPPRESSED)
             log.info("suppressed since ingest", messages=len(dropped))
         return [m for m in waiting if m.email.lower() not in added]
 
@@ -306,6 +307,17 @@ class SenderActor(Actor[SendBatch]):
         together on one transaction's counters conflict, and each conflict is a retry."""
         async with self._writes:
             return await move_messages(self.store, transaction_id, ids, old, new, **options)
+
+    async def _conclude(self, messages: Sequence[Message], old: M, new: M, **options: Any) -> int:
+        """``_move`` to an outcome (FAILED, SUPPRESSED), announced on email.msg.status."""
+        first = messages[0]
+        ids = [m.id for m in messages]
+        moved = await self._move(first.transaction_id, ids, old, new, **options)
+        known = {m.id: MessageOutcome(message_id=m.id, row=m.row, email=m.email) for m in messages}
+        await announce_moved(
+            self.store, self.broker, first.transaction_id, first.tenant, new, ids, moved, known
+        )
+        return moved
 
     async def _send_chunk(
         self,
@@ -464,13 +476,8 @@ class SenderActor(Actor[SendBatch]):
             error = {"code": r.code, "message": r.reason, "at": now}
             if r.dead:
                 await self._dead_letter(m, r)
-            await self._move(
-                transaction_id,
-                [m.id],
-                M.SENDING,
-                M.FAILED,
-                also_set={"last_error": error},
-                guard=attempt,
+            await self._conclude(
+                [m], M.SENDING, M.FAILED, also_set={"last_error": error}, guard=attempt
             )
         unanswered = sum(isinstance(r, _Unanswered) for r in results)
         return {"sent": len(sent), "failed": failed, "unanswered": unanswered}

@@ -1,142 +1,150 @@
-"""Callbacks: every status change of a transaction POSTed to its callback URL.
+"""Callbacks, part one: every status change of a transaction with a callback URL becomes a
+``CallbackDelivery`` in the outbox (``callbacks``), and the pump is told.
 
-    POST <callback_url>   {"transaction_id", "event_type": "status_change",
-                           "old_status", "new_status", "timestamp"}   (RFC 3339, UTC)
+    POST <callback_url>
+    webhook-id: <transaction>:<seq>          the same on every try and replay
+    webhook-timestamp: <unix seconds>         of this try
+    webhook-signature: v1,<base64>[ v1,<base64>]   (Standard Webhooks; two while rotating)
 
-    2xx                          delivered
-    any other answer, a network  ``UpstreamUnavailable``: the runner redelivers with backoff
-    error or a timeout           and dead-letters after ``max_deliver``
+    {"transaction_id", "event_type": "status_change", "old_status", "new_status",
+     "timestamp",                                         (RFC 3339, UTC, of the change)
+     "progress": {"total_messages", "processed_messages", "percentage", "counts": {...}},
+     "stats": {...} on COMPLETED (the transaction's final stats), else null}
 
-Every attempt is kept in ``callbacks`` as a ``CallbackAttempt`` with ``_id``
-``<transaction>:<new status>:<attempt>``, attempt counting from 1. The attempt number comes
-from the attempts already recorded (one ``_id: {$in}`` read), and a change whose callback
-was already answered with a 2xx is not POSTed again when its event is redelivered.
-The consumer has one message in flight at a time, so callbacks go out in the order of the
-changes, a retried one holding back those after it.
+``seq`` is the change's index in the transaction's ``status_history``: that, not the order
+events arrive in, orders a transaction's callbacks. Two changes made by two services in
+quick succession may be announced in either order, so each event records the callback of
+every change in the history (``insert_new``: those already there stay as they were); once a
+change is in the outbox, so is every earlier one. This actor only writes and announces;
+``callback_pump`` delivers. The body is fixed here, once: ``progress`` is the transaction's
+as this change is recorded.
+
+Crash anywhere: the event comes back, the writes find their documents there, and the
+announcement's ``Nats-Msg-Id`` (transaction, history length) lets the stream drop a repeat.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
-import httpx
 import msgspec
 import structlog
 
 from shared.actor import Actor
-from shared.documents import CallbackAttempt, from_document, to_document
-from shared.errors import UpstreamUnavailable
+from shared.broker import Broker
+from shared.callback_outbox import announce_due, delivery_id
+from shared.clock import stored_now
+from shared.documents import CallbackDelivery, Transaction, from_document, to_document
 from shared.events import TxStatusChanged
-from shared.status import TxStatus
-from shared.store import Store
+from shared.progress import compute_progress, message_counts
+from shared.status import CallbackState, TxStatus
+from shared.store import Store, insert_new
 from shared.topology import CONSUMERS
 
-__all__ = ["CallbackActor", "CallbackPayload", "attempt_id"]
+__all__ = [
+    "EVENT_TYPE",
+    "CallbackActor",
+    "CallbackPayload",
+    "CallbackProgress",
+    "deliveries_of",
+]
 
 log = structlog.get_logger("tracker.callbacks")
 
-_EVENT_TYPE: Final = "status_change"
+EVENT_TYPE: Final = "status_change"
+_NEVER: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _encoder = msgspec.json.Encoder()
+
+
+class CallbackProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """As the status API's ``progress`` (shared/progress.py), with the count of messages in
+    each status (lower-case keys, every status present)."""
+
+    total_messages: int
+    processed_messages: int
+    percentage: float
+    counts: dict[str, int]
 
 
 class CallbackPayload(msgspec.Struct, frozen=True, kw_only=True):
     transaction_id: str
-    event_type: str = _EVENT_TYPE
+    event_type: str = EVENT_TYPE
     old_status: TxStatus
     new_status: TxStatus
     # msgspec writes an aware UTC datetime as RFC 3339 with a ``Z``.
     timestamp: datetime
+    progress: CallbackProgress
+    # The transaction's final stats (services/tracker/completion.py) on COMPLETED.
+    stats: dict[str, Any] | None = None
 
 
-def attempt_id(transaction_id: str, new_status: str, attempt: int) -> str:
-    return f"{transaction_id}:{new_status}:{attempt}"
+def deliveries_of(tx: Transaction, now: datetime) -> list[CallbackDelivery]:
+    """The callbacks of every change in the transaction's history (none without a URL)."""
+    if not tx.callback_url:
+        return []
+    shown = compute_progress(tx, now).progress
+    progress = CallbackProgress(
+        total_messages=shown.total_messages,
+        processed_messages=shown.processed_messages,
+        percentage=shown.percentage,
+        counts=message_counts(tx),
+    )
+    history = tx.status_history
+    found = []
+    for seq in range(1, len(history)):
+        old, entry = history[seq - 1], history[seq]
+        payload = CallbackPayload(
+            transaction_id=tx.id,
+            old_status=old.status,
+            new_status=entry.status,
+            timestamp=entry.at.astimezone(UTC),
+            progress=progress,
+            stats=tx.stats if entry.status == TxStatus.COMPLETED else None,
+        )
+        found.append(
+            CallbackDelivery(
+                id=delivery_id(tx.id, seq),
+                transaction_id=tx.id,
+                tenant=tx.tenant,
+                seq=seq,
+                url=tx.callback_url,
+                old_status=old.status,
+                new_status=entry.status,
+                body=_encoder.encode(payload).decode("utf-8"),
+                state=CallbackState.PENDING,
+                next_attempt_at=now,
+                lease_until=_NEVER,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return found
 
 
 class CallbackActor(Actor[TxStatusChanged]):
+    """On every ``email.tx.status.<STATUS>``: the transaction's callbacks into the outbox."""
+
     spec = CONSUMERS.TRACKER_CALLBACKS
     event_type = TxStatusChanged
 
-    def __init__(self, store: Store, http: httpx.AsyncClient) -> None:
+    def __init__(self, store: Store, broker: Broker) -> None:
         self.store = store
-        self.http = http
+        self.broker = broker
 
     async def handle(self, event: TxStatusChanged) -> None:
         if event.old_status is None:
             return  # the transaction's creation: the client knows of it from its own request
-        raw = await self.store.transactions.find_one(
-            {"_id": event.transaction_id}, {"callback_url": 1}
-        )
-        url = raw.get("callback_url") if raw is not None else None
-        if not isinstance(url, str) or not url:
+        raw = await self.store.transactions.find_one({"_id": event.transaction_id})
+        if raw is None:
+            log.warning("status change of an unknown transaction")
             return
-        earlier = await self._earlier_attempts(event)
-        if any(_succeeded(a) for a in earlier):
+        tx = from_document(raw, Transaction)
+        deliveries = deliveries_of(tx, stored_now())
+        if not deliveries:
             return
-        attempt = max((a.attempt for a in earlier), default=0) + 1
-        payload = CallbackPayload(
-            transaction_id=event.transaction_id,
-            old_status=event.old_status,
-            new_status=event.new_status,
-            timestamp=event.timestamp.astimezone(UTC),
+        added = await insert_new(self.store.callbacks, [to_document(d) for d in deliveries])
+        await announce_due(
+            self.broker, tx.id, msg_id=f"{tx.id}:callback-due:{len(tx.status_history)}"
         )
-        body = _encoder.encode(payload)
-        status_code: int | None = None
-        error: str | None = None
-        try:
-            response = await self.http.post(
-                url, content=body, headers={"content-type": "application/json"}
-            )
-            status_code = response.status_code
-        except httpx.HTTPError as e:
-            error = repr(e)
-        await self._record(event, url, attempt, payload, status_code, error)
-        bound = log.bind(
-            transaction_id=event.transaction_id,
-            new_status=event.new_status,
-            attempt=attempt,
-            status_code=status_code,
-        )
-        if status_code is not None and 200 <= status_code < 300:
-            bound.info("callback delivered")
-            return
-        bound.warning("callback failed", error=error)
-        raise UpstreamUnavailable(f"callback to {url} failed: {error or f'HTTP {status_code}'}")
-
-    async def _earlier_attempts(self, event: TxStatusChanged) -> list[CallbackAttempt]:
-        ids = [
-            attempt_id(event.transaction_id, event.new_status, n)
-            for n in range(1, self.spec.max_deliver + 1)
-        ]
-        return [
-            from_document(raw, CallbackAttempt)
-            async for raw in self.store.callbacks.find({"_id": {"$in": ids}})
-        ]
-
-    async def _record(
-        self,
-        event: TxStatusChanged,
-        url: str,
-        attempt: int,
-        payload: CallbackPayload,
-        status_code: int | None,
-        error: str | None,
-    ) -> None:
-        document = CallbackAttempt(
-            id=attempt_id(event.transaction_id, event.new_status, attempt),
-            transaction_id=event.transaction_id,
-            url=url,
-            event=_EVENT_TYPE,
-            attempt=attempt,
-            payload=msgspec.to_builtins(payload),
-            status_code=status_code,
-            error=error,
-            at=datetime.now(UTC),
-        )
-        await self.store.callbacks.update_one(
-            {"_id": document.id}, {"$setOnInsert": to_document(document)}, upsert=True
-        )
-
-
-def _succeeded(attempt: CallbackAttempt) -> bool:
-    return attempt.status_code is not None and 200 <= attempt.status_code < 300
+        log.info("callbacks queued", new_status=event.new_status, added=added)

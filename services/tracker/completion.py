@@ -4,8 +4,9 @@ The decision reads the per-status counters (never counts messages) and is made b
 conditional transition from SENT, which stores the final stats in the same update: however
 many replicas decide it at once, one of them makes the change and one event goes out.
 
-It is checked after every batch of outcomes, and once more when the transaction reaches
-SENT: its last outcomes may have arrived before the sender finished.
+It is checked after every batch of outcomes, once more when the transaction reaches SENT
+(its last outcomes may have arrived before the sender finished: services/tracker/
+delivery_timeout.py), and after its delivery timeout expired what was left.
 """
 
 from __future__ import annotations
@@ -16,17 +17,14 @@ from typing import Any
 
 import structlog
 
-from shared.actor import Actor
 from shared.broker import Broker
 from shared.documents import StatusEntry, Transaction, from_document
-from shared.events import TxStatusChanged
 from shared.status import FINAL_MESSAGE_STATUSES
 from shared.status import TxStatus as T
 from shared.store import Store
-from shared.topology import CONSUMERS
 from shared.transitions import transition_tx
 
-__all__ = ["SentActor", "complete_if_done", "completion_stats", "final_counts"]
+__all__ = ["complete_if_done", "completion_stats", "final_counts"]
 
 log = structlog.get_logger("tracker.completion")
 
@@ -90,19 +88,3 @@ async def complete_if_done(store: Store, broker: Broker, transaction_id: str) ->
     if changed:
         log.info("transaction completed", transaction_id=transaction_id, **stats["counts"])
     return changed
-
-
-class SentActor(Actor[TxStatusChanged]):
-    """On ``email.tx.status.SENT``: complete the transaction if its outcomes are all in."""
-
-    spec = CONSUMERS.TRACKER_SENT
-    event_type = TxStatusChanged
-
-    def __init__(self, store: Store, broker: Broker) -> None:
-        self.store = store
-        self.broker = broker
-
-    async def handle(self, event: TxStatusChanged) -> None:
-        if event.new_status != T.SENT:
-            return
-        await complete_if_done(self.store, self.broker, event.transaction_id)

@@ -5,46 +5,54 @@ For each batch (``SesEvents`` on ``email.ses.events``):
 1. keep a receipt for every Send event (the proof SES has the mail), then find each event's
    message: by the ``transaction_id``/``row`` tags, else (an identity notification carries
    no tags) by the SES message id in the receipts, in one query per batch;
-2. apply each message's events in the order they happened: an outcome is a conditional move
-   (``move_message``) that pushes the event onto the message's ``events``; an event that
-   changes no status (record-only, or an outcome the message is past) is added to
-   ``events`` with ``$addToSet``, so a redelivered batch does not record it twice;
-3. one ``$inc`` per transaction of the moves that matched: -1 on the old status, +1 on the new;
-4. a completion check for every transaction the batch is about.
+2. read the batch's messages in one query, and fold each message's events over its status
+   in the order they happened (services/tracker/outcome.py); events put addresses on the
+   suppression list whatever the status;
+3. move the messages by (transaction, old, new) group with ``move_messages``: the messages'
+   ``update_many`` and the counters' ``$inc`` in one store transaction, so a crash between
+   them cannot leave the counters off, and a redelivered batch matches nothing again;
+4. add the events to each message's ``events``, each once: an event has the same ``key`` in
+   both SES formats and on every redelivery, and is pushed only where that key is absent;
+5. announce the outcomes on ``email.msg.status.<STATUS>``, then settle and check completion
+   of every transaction the batch is about.
 
-Messages are worked on concurrently; one message's events in sequence. An event about a
-message we do not know is logged and dropped.
+An event about a message we do not know is logged and dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 import structlog
+from pymongo import UpdateOne
 
 from services.tracker.completion import complete_if_done
 from services.tracker.outcome import outcome_for
 from services.tracker.ses_event import SesEvent, SesEventKind, parse_ses_event
 from shared.actor import Actor
 from shared.broker import Broker
-from shared.documents import SendReceipt, to_document
-from shared.events import SesEvents
+from shared.documents import SendReceipt, Suppression, suppression_id, to_document
+from shared.errors import StoreUnavailable
+from shared.events import MessageOutcome, SesEvents
+from shared.outcomes import announce_moved
 from shared.settlement import settle
 from shared.status import MessageStatus
 from shared.store import Store, insert_new
 from shared.topology import CONSUMERS
-from shared.transitions import move_message
+from shared.transitions import move_messages
 
-__all__ = ["Move", "SesEventsActor", "counter_deltas"]
+__all__ = ["SesEventsActor", "fold"]
 
 log = structlog.get_logger("tracker.events")
 
 _LATEST: Final = datetime.max.replace(tzinfo=UTC)
+# Rounds of moves a batch makes while other writers move its messages (see ``_apply``).
+_ROUNDS: Final = 8
 
 
 class _Target(msgspec.Struct, frozen=True):
@@ -52,71 +60,57 @@ class _Target(msgspec.Struct, frozen=True):
     transaction_id: str
 
 
-class Move(msgspec.Struct, frozen=True):
-    """One message status change that matched."""
+class _Known(msgspec.Struct, frozen=True, kw_only=True):
+    """What the batch needs of a message, read once."""
 
     transaction_id: str
-    old: MessageStatus
-    new: MessageStatus
+    tenant: str
+    row: int
+    email: str
+    status: MessageStatus
+    event_keys: frozenset[str]
 
 
-class _Tally(msgspec.Struct, kw_only=True):
-    """What one batch did, for its canonical log line (local to one ``handle``)."""
-
-    moved: int = 0
-    recorded: int = 0
-    unknown: int = 0
-    # Transactions with at least one message found.
-    transactions: set[str] = msgspec.field(default_factory=set)
-
-
-def counter_deltas(moves: Iterable[Move]) -> dict[str, dict[str, int]]:
-    """Per transaction, the ``counters.<status>`` increments the moves add up to."""
-    deltas: dict[str, Counter[str]] = defaultdict(Counter)
-    for move in moves:
-        deltas[move.transaction_id][move.old.lower()] -= 1
-        deltas[move.transaction_id][move.new.lower()] += 1
-    return {
-        tx: {key: value for key, value in sorted(counts.items()) if value}
-        for tx, counts in deltas.items()
-    }
+def fold(status: MessageStatus, events: Iterable[SesEvent]) -> MessageStatus:
+    """The status a message in ``status`` ends in after ``events``, in their order."""
+    for event in events:
+        outcome = outcome_for(event)
+        if outcome.status is not None and status in outcome.candidates:
+            status = outcome.status
+    return status
 
 
 class SesEventsActor(Actor[SesEvents]):
     spec = CONSUMERS.TRACKER_EVENTS
     event_type = SesEvents
 
-    def __init__(self, store: Store, broker: Broker, *, parallel: int = 16) -> None:
+    def __init__(self, store: Store, broker: Broker) -> None:
         self.store = store
         self.broker = broker
-        self.parallel = parallel
+        # One store transaction at a time in this process: batches handled together move
+        # the same transaction's counters, and concurrent store transactions on one
+        # document conflict and retry (the sender measured 164 -> 447 messages/s).
+        self._writes = asyncio.Lock()
 
     async def handle(self, event: SesEvents) -> None:
         parsed = [parse_ses_event(raw) for raw in event.events if isinstance(raw, Mapping)]
         await self._keep_receipts(parsed)
         by_message, unmapped = await self._find_messages(parsed)
-        moves: list[Move] = []
-        tally = _Tally()
-        slots = asyncio.Semaphore(self.parallel)
-
-        async def apply(target: _Target, events: list[SesEvent]) -> None:
-            async with slots:
-                await self._apply(target, events, moves, tally)
-
-        results = await asyncio.gather(
-            *(apply(target, events) for target, events in by_message.items()),
-            return_exceptions=True,
-        )
-        # The moves that matched are counted even if others failed: a redelivered batch
-        # will not match them again.
-        deltas = counter_deltas(moves)
-        await self._count(deltas)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        known = await self._read(by_message)
+        unknown = [t for t in by_message if t.message_id not in known]
+        for target in unknown:
+            log.warning(
+                "ses event for an unknown message",
+                transaction_id=target.transaction_id,
+                message_id=target.message_id,
+            )
+            del by_message[target]
+        await self._suppress(by_message, known)
+        moved, known = await self._apply(by_message, known)
+        recorded = await self._record(by_message, known)
         # Every transaction the batch is about, moved or not: a redelivery of a batch whose
         # completion check failed moves nothing the second time.
-        touched = sorted(tally.transactions)
+        touched = sorted({t.transaction_id for t in by_message})
         for tx in touched:
             # An outcome that overtook the sender's record may be the last pending move.
             await settle(self.store, self.broker, tx)
@@ -125,13 +119,64 @@ class SesEventsActor(Actor[SesEvents]):
             "ses events",
             events=len(event.events),
             messages=len(by_message),
-            moved=tally.moved,
-            recorded=tally.recorded,
-            unknown=tally.unknown,
+            moved=moved,
+            recorded=recorded,
+            unknown=len(unknown),
             unmapped=unmapped,
             transactions=touched,
             completed=completed,
         )
+
+    async def _apply(
+        self, by_message: Mapping[_Target, list[SesEvent]], known: dict[str, _Known]
+    ) -> tuple[int, dict[str, _Known]]:
+        """Move each message to the status its events fold to from the status it is in;
+        returns how many moved, and the messages as last read.
+
+        A group that moved fewer messages than asked met another writer (the same events by
+        the other path, the sender's record): those messages are read again and folded
+        from where they are now. Outcomes only go forward, so this ends in a few rounds.
+        """
+        moved = 0
+        targets = dict(by_message)
+        for _ in range(_ROUNDS):
+            groups: dict[tuple[str, MessageStatus, MessageStatus], list[str]] = defaultdict(list)
+            for target, events in targets.items():
+                current = known[target.message_id]
+                new = fold(current.status, events)
+                if new != current.status:
+                    groups[(target.transaction_id, current.status, new)].append(target.message_id)
+            short: set[str] = set()
+            for (transaction_id, old, new), ids in sorted(groups.items()):
+                done = await self._move(transaction_id, old, new, ids, known)
+                moved += done
+                if done < len(ids):
+                    short.update(ids)
+            if not short:
+                return moved, known
+            targets = {t: e for t, e in targets.items() if t.message_id in short}
+            known = {**known, **await self._read(targets)}
+        raise StoreUnavailable(f"messages kept changing under {_ROUNDS} rounds of moves")
+
+    async def _move(
+        self,
+        transaction_id: str,
+        old: MessageStatus,
+        new: MessageStatus,
+        ids: list[str],
+        known: Mapping[str, _Known],
+    ) -> int:
+        """Move one group and announce the messages that moved."""
+        async with self._writes:
+            moved = await move_messages(self.store, transaction_id, ids, old, new)
+        outcomes = {
+            i: MessageOutcome(message_id=i, row=known[i].row, email=known[i].email) for i in ids
+        }
+        tenant = known[ids[0]].tenant
+        await announce_moved(
+            self.store, self.broker, transaction_id, tenant, new, ids, moved, outcomes
+        )
+        return moved
 
     async def _keep_receipts(self, events: list[SesEvent]) -> None:
         """A Send event proves SES accepted the mail: the sender reads these receipts to
@@ -185,52 +230,80 @@ class SesEventsActor(Actor[SesEvents]):
             batch.sort(key=lambda e: e.timestamp or _LATEST)
         return by_message, unmapped
 
-    async def _apply(
-        self, target: _Target, events: list[SesEvent], moves: list[Move], tally: _Tally
-    ) -> None:
-        for event in events:
-            record = _record(event)
-            outcome = outcome_for(event)
-            if outcome.status is not None:
-                old = await move_message(
-                    self.store,
-                    target.message_id,
-                    outcome.candidates,
-                    outcome.status,
-                    event=record,
-                )
-                if old is not None:
-                    moves.append(Move(target.transaction_id, old, outcome.status))
-                    tally.moved += 1
-                    tally.transactions.add(target.transaction_id)
-                    continue
-            result = await self.store.messages.update_one(
-                {"_id": target.message_id}, {"$addToSet": {"events": record}}
+    async def _read(self, by_message: Mapping[_Target, list[SesEvent]]) -> dict[str, _Known]:
+        if not by_message:
+            return {}
+        found = self.store.messages.find(
+            {"_id": {"$in": sorted(t.message_id for t in by_message)}},
+            {"transaction_id": 1, "tenant": 1, "row": 1, "email": 1, "status": 1, "events.key": 1},
+        )
+        known: dict[str, _Known] = {}
+        async for raw in found:
+            events = raw.get("events") or []
+            known[str(raw["_id"])] = _Known(
+                transaction_id=str(raw["transaction_id"]),
+                tenant=str(raw["tenant"]),
+                row=int(raw["row"]),
+                email=str(raw["email"]),
+                status=MessageStatus(raw["status"]),
+                event_keys=frozenset(str(e["key"]) for e in events if "key" in e),
             )
-            if result.matched_count == 0:
-                tally.unknown += 1
-                log.warning(
-                    "ses event for an unknown message",
-                    transaction_id=target.transaction_id,
-                    message_id=target.message_id,
-                    kind=event.kind,
+        return known
+
+    async def _suppress(
+        self, by_message: Mapping[_Target, list[SesEvent]], known: Mapping[str, _Known]
+    ) -> None:
+        now = datetime.now(UTC)
+        entries: dict[str, dict[str, Any]] = {}
+        for target, events in by_message.items():
+            message = known[target.message_id]
+            for event in events:
+                reason = outcome_for(event).suppress
+                if reason is not None:
+                    key = suppression_id(message.tenant, message.email)
+                    entries.setdefault(
+                        key,
+                        to_document(
+                            Suppression(
+                                id=key,
+                                tenant=message.tenant,
+                                email=message.email.lower(),
+                                reason=reason,
+                                created_at=now,
+                            )
+                        ),
+                    )
+        # An address already on the list keeps its first reason.
+        await insert_new(self.store.suppressions, list(entries.values()))
+
+    async def _record(
+        self, by_message: Mapping[_Target, list[SesEvent]], known: Mapping[str, _Known]
+    ) -> int:
+        """Add each event not yet on its message; the ``$ne`` guard keeps a concurrent
+        delivery of the same event (the other path) from adding it twice."""
+        writes: list[UpdateOne] = []
+        for target, events in by_message.items():
+            seen = set(known[target.message_id].event_keys)
+            for event in events:
+                key = event.key
+                if key in seen:
+                    continue
+                seen.add(key)
+                writes.append(
+                    UpdateOne(
+                        {"_id": target.message_id, "events.key": {"$ne": key}},
+                        {"$push": {"events": _record(event, key)}},
+                    )
                 )
-                return
-            tally.recorded += 1
-            tally.transactions.add(target.transaction_id)
-
-    async def _count(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
-        for transaction_id, delta in deltas.items():
-            if delta:
-                await self.store.transactions.update_one(
-                    {"_id": transaction_id},
-                    {"$inc": {f"counters.{key}": value for key, value in delta.items()}},
-                )
+        if not writes:
+            return 0
+        result = await self.store.messages.bulk_write(writes, ordered=False)
+        return result.modified_count
 
 
-def _record(event: SesEvent) -> dict[str, Any]:
+def _record(event: SesEvent, key: str) -> dict[str, Any]:
     """The event as it is kept on its message (the message names the transaction and row)."""
     document = to_document(event)
     document.pop("transaction_id", None)
     document.pop("row", None)
-    return document
+    return {"key": key, **document}

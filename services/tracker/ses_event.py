@@ -16,6 +16,7 @@ the wrong shape reads as absent.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,6 +27,10 @@ import msgspec
 from shared.documents import message_id
 
 __all__ = ["SesEvent", "SesEventKind", "parse_ses_event"]
+
+_canonical = msgspec.json.Encoder(order="sorted")
+# The envelope of an event; what is left of an event of a type we do not know is its content.
+_ENVELOPE: Final = frozenset({"eventType", "notificationType", "mail"})
 
 
 class SesEventKind(StrEnum):
@@ -72,6 +77,19 @@ class SesEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     details: dict[str, Any] = {}
 
     @property
+    def key(self) -> str:
+        """The same event's key in either format and on every redelivery: what it is, the
+        mail it is about and when it happened (SES keeps all three the same in both)."""
+        # The SES message id, not our tags: identity notifications carry no tags.
+        mail = self.ses_message_id or self.message_id
+        parts: list[object] = [self.kind, mail, self.bounce_type]
+        parts.append(self.timestamp.isoformat() if self.timestamp else None)
+        if self.ses_message_id is None and self.timestamp is None:
+            parts.append(self.details)  # nothing else tells two such events apart
+        digest = hashlib.sha256(_canonical.encode(parts)).hexdigest()
+        return digest[:24]
+
+    @property
     def message_id(self) -> str | None:
         """Our message's ``_id``, when the tags tell it."""
         if self.transaction_id is None or self.row is None:
@@ -83,7 +101,10 @@ def parse_ses_event(raw: Mapping[str, Any]) -> SesEvent:
     """Normalize one SES event (either format); never raises on unknown content."""
     kind = _text(raw.get("eventType")) or _text(raw.get("notificationType")) or ""
     mail = _mapping(raw.get("mail"))
-    details = _mapping(raw.get(_DETAIL_KEYS.get(kind, ""))) if kind in _DETAIL_KEYS else {}
+    if kind in _DETAIL_KEYS:
+        details = _mapping(raw.get(_DETAIL_KEYS[kind]))
+    else:  # a type SES added after us: kept whole, so nothing it says is lost
+        details = {k: v for k, v in raw.items() if k not in _ENVELOPE}
     transaction_id, row = _message_key(_tags(mail.get("tags")))
     bounce_type = _text(details.get("bounceType")) if kind == SesEventKind.BOUNCE else None
     return SesEvent(

@@ -27,12 +27,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.broker import Broker
 from shared.errors import RetryableError, UpstreamUnavailable
 from shared.events import SesEvents
+from shared.sns import unwrap_ses_event
 from shared.topology import Subjects
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-__all__ = ["QueuedMessage", "SesEventQueue", "SqsPoller", "batch_msg_id", "unwrap_body"]
+__all__ = ["QueuedMessage", "SesEventQueue", "SqsPoller", "batch_msg_id"]
 
 log = structlog.get_logger("tracker.sqs")
 
@@ -88,26 +89,6 @@ class SesEventQueue:
         return len(answer.get("Failed", []))
 
 
-def unwrap_body(body: str) -> dict[str, Any] | None:
-    """The SES event a queue body holds (SNS-wrapped or raw); None when it holds none."""
-    try:
-        outer = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(outer, dict):
-        return None
-    if outer.get("Type") == "Notification" and isinstance(outer.get("Message"), str):
-        try:
-            outer = msgspec.json.decode(outer["Message"])
-        except msgspec.DecodeError:
-            return None
-        if not isinstance(outer, dict):
-            return None
-    if "eventType" in outer or "notificationType" in outer:
-        return outer
-    return None
-
-
 def batch_msg_id(messages: Sequence[QueuedMessage]) -> str:
     """The same SQS messages give the same id, in whatever order they come."""
     digest = hashlib.sha256("\n".join(sorted(m.message_id for m in messages)).encode())
@@ -153,7 +134,7 @@ class SqsPoller:
         events: list[dict[str, Any]] = []
         usable: list[QueuedMessage] = []
         for message in received:
-            event = unwrap_body(message.body)
+            event = unwrap_ses_event(message.body)
             if event is None:
                 log.error(
                     "sqs message holds no SES event; left in the queue",

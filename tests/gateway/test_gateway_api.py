@@ -315,6 +315,7 @@ async def test_get_transaction(client: Client, deps: GatewayDeps) -> None:
         "failure",
         "schedule",
         "cancel_requested_at",
+        "retried_as",
         "created_at",
         "updated_at",
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from services.gateway.progress import compute_progress
 from shared.documents import S3Location, StatusEntry, Transaction
+from shared.progress import compute_progress
 from shared.status import TxStatus
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

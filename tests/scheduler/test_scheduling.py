@@ -21,6 +21,7 @@ from shared.settlement import settle
 from shared.status import MessageStatus, TxStatus
 from shared.topology import Subjects
 from shared.transitions import move_messages
+from tests.msg_status import announced_rows
 from tests.scheduler.scheduler_builders import (
     schedule_messages,
     seed_transaction,
@@ -228,6 +229,7 @@ async def test_cancel_purges_schedules_and_cancels_what_waits(scheduler: Runtime
         4: M.CANCELLED,
         5: M.CANCELLED,
     }
+    assert await announced_rows(rt.broker, tx.id) == {"CANCELLED": [3, 4, 5]}
     middle = await load_transaction(rt.store, tx.id)
     assert middle.status == TxStatus.READY_TO_SEND  # until the send in flight ends
     assert (middle.counters["cancelled"], middle.counters["sending"]) == (3, 1)

@@ -41,6 +41,7 @@ from shared.transitions import move_messages
 from shared.unsubscribe import verify_token
 from stack.launcher import StackInfo
 from tests.conftest import settings_for
+from tests.msg_status import announced_rows
 
 SENDER_ENV = {
     "SES_MAX_SEND_RATE": "500",
@@ -348,6 +349,7 @@ async def test_a_message_a_render_cannot_fill_fails_alone(
     assert after.status == TxStatus.SENT  # nothing left to send; some failed
     assert after.counters["failed"] == 2
     assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+    assert await announced_rows(runtime.broker, tx.id) == {"FAILED": [2, 3]}
 
 
 async def test_a_cancelled_transaction_sends_nothing(
@@ -489,6 +491,7 @@ async def test_an_address_suppressed_after_ingest_is_not_sent(
         3: "SUPPRESSED",
     }
     assert await sends_of(sim, tx, [2, 3]) == [1, 0]
+    assert await announced_rows(runtime.broker, tx.id) == {"SUPPRESSED": [3]}
     after = await load_transaction(runtime.store, tx.id)
     assert (after.status, after.counters["suppressed"], after.counters["sent"]) == (
         TxStatus.SENT,

@@ -7,7 +7,7 @@ import pytest
 from shared.service import Runtime
 
 # The streams the tracker reads and writes; shared by the session, so emptied per test.
-TRACKER_STREAMS = ("SES_EVENTS", "TX_STATUS", "DLQ")
+TRACKER_STREAMS = ("SES_EVENTS", "TX_STATUS", "MSG_STATUS", "CALLBACKS", "DLQ")
 
 
 @pytest.fixture

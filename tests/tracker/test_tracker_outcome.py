@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
+from services.tracker.events_actor import fold
 from services.tracker.outcome import OUTCOME_RULES, RECORD_ONLY, outcome_for
 from services.tracker.ses_event import SesEvent, parse_ses_event
 from shared.status import MessageStatus as M
@@ -15,7 +18,7 @@ from tests.tracker.tracker_builders import payload
     ("kind", "bounce_type", "status", "candidates"),
     [
         ("Delivery", None, M.DELIVERED, {M.SENT, M.SENDING}),
-        ("Bounce", "Permanent", M.BOUNCED, {M.SENT, M.SENDING}),
+        ("Bounce", "Permanent", M.BOUNCED, {M.SENT, M.SENDING, M.DELIVERED}),
         ("Bounce", "Transient", None, set()),
         ("Bounce", "Undetermined", None, set()),
         ("Bounce", "SomethingNew", None, set()),
@@ -64,3 +67,28 @@ def test_every_rule_is_an_allowed_transition() -> None:
 )
 def test_the_example_payloads(name: str, status: M) -> None:
     assert outcome_for(parse_ses_event(payload(name))).status == status
+
+
+def test_only_permanent_bounces_and_complaints_suppress() -> None:
+    suppressing = {key: rule.suppress for key, rule in OUTCOME_RULES.items() if rule.suppress}
+    assert suppressing == {("Bounce", "Permanent"): "bounced", ("Complaint", None): "complained"}
+
+
+# The events one mail can get: delivered (then maybe a complaint), or bounced (maybe after
+# a delivery); with delays, transient bounces, opens and clicks on the way.
+_DELIVERED = ("Send", "DeliveryDelay", "Transient", "Delivery", "Open", "Click", "Complaint")
+_BOUNCED = ("Send", "DeliveryDelay", "Transient", "Delivery", "Permanent")
+
+
+@pytest.mark.parametrize("kinds", [_DELIVERED, _BOUNCED])
+def test_any_order_of_a_mails_events_ends_in_the_same_status(kinds: tuple[str, ...]) -> None:
+    def event(kind: str) -> SesEvent:
+        if kind in ("Transient", "Permanent"):
+            return SesEvent(kind="Bounce", bounce_type=kind)
+        return SesEvent(kind=kind)
+
+    events = [event(kind) for kind in kinds]
+    ends = {fold(M.SENT, order) for order in itertools.permutations(events)}
+    ends |= {fold(M.SENDING, order) for order in itertools.permutations(events)}
+    ends |= {fold(M.SENT, order + order[::-1]) for order in itertools.permutations(events)}
+    assert len(ends) == 1

@@ -78,7 +78,10 @@ def test_unknown_fields_and_types_are_kept_not_errors() -> None:
     event = parse_ses_event(raw)
     assert event.kind == "Teleport"
     assert event.message_id == "tx-example:2"
-    assert event.details == {}
+    # A type we do not know is kept whole (but for the envelope), so nothing it says is lost.
+    assert event.details["teleport"] == {"where": "mars"}
+    assert event.details["somethingNew"] == [1, 2, 3]
+    assert "mail" not in event.details
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,11 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import structlog
 import structlog.testing
-from aiobotocore.session import get_session
 
 from services.tracker.events_actor import SesEventsActor
 from services.tracker.sqs import (
@@ -20,14 +18,13 @@ from services.tracker.sqs import (
     SesEventQueue,
     SqsPoller,
     batch_msg_id,
-    unwrap_body,
 )
 from shared.actor import ActorRunner
 from shared.documents import Message, from_document
 from shared.events import SesEvents, decoder
 from shared.service import Runtime
+from shared.sns import unwrap_ses_event
 from shared.status import MessageStatus as M
-from stack.launcher import StackInfo
 from tests.tracker.tracker_builders import insert, sent_transaction, ses_event
 
 if TYPE_CHECKING:
@@ -50,18 +47,6 @@ def sns_envelope(event: dict[str, Any]) -> str:
             "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
         }
     )
-
-
-@pytest.fixture
-async def sqs(stack_info: StackInfo) -> AsyncIterator[SQSClient]:
-    async with get_session().create_client(
-        "sqs",
-        region_name=stack_info.aws_region,
-        endpoint_url=stack_info.aws_endpoint_url,
-        aws_access_key_id=stack_info.aws_access_key_id,
-        aws_secret_access_key=stack_info.aws_secret_access_key,
-    ) as client:
-        yield client
 
 
 @pytest.fixture
@@ -95,14 +80,14 @@ async def stream_batches(rt: Runtime) -> list[SesEvents]:
     return batches
 
 
-def test_unwrap_body() -> None:
+def test_unwrap_ses_event() -> None:
     event = ses_event("Delivery", "tx", 2)
-    assert unwrap_body(sns_envelope(event)) == event
-    assert unwrap_body(json.dumps(event)) == event  # raw message delivery
-    assert unwrap_body("not json") is None
-    assert unwrap_body('"a string"') is None
-    assert unwrap_body(json.dumps({"Type": "Notification", "Message": "not json"})) is None
-    assert unwrap_body(json.dumps({"Type": "SubscriptionConfirmation", "Token": "x"})) is None
+    assert unwrap_ses_event(sns_envelope(event)) == event
+    assert unwrap_ses_event(json.dumps(event)) == event  # raw message delivery
+    assert unwrap_ses_event("not json") is None
+    assert unwrap_ses_event('"a string"') is None
+    assert unwrap_ses_event(json.dumps({"Type": "Notification", "Message": "not json"})) is None
+    assert unwrap_ses_event(json.dumps({"Type": "SubscriptionConfirmation", "Token": "x"})) is None
 
 
 def test_batch_msg_id_ignores_order() -> None:

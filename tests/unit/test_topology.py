@@ -40,9 +40,18 @@ def test_streams_are_durable_and_subjects_do_not_overlap() -> None:
 
 
 def test_a_schedule_fires_into_its_own_stream() -> None:
-    (schedules,) = [s for s in STREAMS if s.allow_msg_schedules]
-    assert Subjects.TX_DUE in (schedules.subjects or [])
-    assert _covers(schedules.subjects[0], Subjects.schedule("tx", "all"))  # type: ignore[index]
+    with_schedules = {s.name: s.subjects or [] for s in STREAMS if s.allow_msg_schedules}
+    assert set(with_schedules) == {"SCHEDULES", "CALLBACKS"}
+    # (schedule subject, the target it fires onto): both in one stream.
+    pairs = [
+        (Subjects.schedule("tx", "all"), Subjects.TX_DUE),
+        (Subjects.callback_wake("tx"), Subjects.CALLBACK_DUE),
+    ]
+    for schedule, target in pairs:
+        assert any(
+            any(_covers(p, schedule) for p in subjects) and target in subjects
+            for subjects in with_schedules.values()
+        ), schedule
 
 
 def test_work_queues_have_one_consumer_each() -> None:

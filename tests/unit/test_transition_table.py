@@ -60,10 +60,11 @@ def test_no_skipping_ahead_or_going_back() -> None:
                     check_tx_transition(old, new)
 
 
-def test_final_messages_change_only_by_complaint_after_delivery() -> None:
+def test_final_messages_change_only_by_a_complaint_or_a_bounce_after_delivery() -> None:
+    after_delivery = {MessageStatus.COMPLAINED, MessageStatus.BOUNCED}
     for old in FINAL_MESSAGE_STATUSES:
         for new in MessageStatus:
-            if (old, new) == (MessageStatus.DELIVERED, MessageStatus.COMPLAINED):
+            if old == MessageStatus.DELIVERED and new in after_delivery:
                 check_message_transition(old, new)
             else:
                 with pytest.raises(TransitionNotAllowed):

@@ -11,6 +11,8 @@ the counters of the final message statuses (so it starts again from 0 when inges
 over). The estimate extrapolates linearly: the messages processed since the transaction
 became READY_TO_SEND, at the rate they were processed, leave the rest to go at that rate.
 There is no estimate before anything is processed, nor once the transaction is final.
+
+The gateway's status view and the tracker's callbacks both report it (one computation).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from datetime import datetime, timedelta
 import msgspec
 
 from shared.documents import Transaction
-from shared.status import FINAL_MESSAGE_STATUSES, FINAL_TX_STATUSES, TxStatus
+from shared.status import FINAL_MESSAGE_STATUSES, FINAL_TX_STATUSES, MessageStatus, TxStatus
 
-__all__ = ["Progress", "TransactionProgress", "compute_progress"]
+__all__ = ["Progress", "TransactionProgress", "compute_progress", "message_counts"]
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +41,12 @@ class TransactionProgress(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _FINAL_KEYS = tuple(sorted(status.lower() for status in FINAL_MESSAGE_STATUSES))
+
+
+def message_counts(tx: Transaction) -> dict[str, int]:
+    """How many messages are in each status now, every status present, by the lower-case
+    keys of the counters."""
+    return {status.lower(): tx.counters.get(status.lower(), 0) for status in MessageStatus}
 
 
 def compute_progress(tx: Transaction, now: datetime) -> TransactionProgress:
