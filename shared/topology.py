@@ -85,109 +85,65 @@ class Subjects:
 
 
 _DAY = timedelta(days=1).total_seconds()
+# Seconds in which a second publish with the same Nats-Msg-Id is dropped.
+_DUPLICATE_WINDOW = 120
+
+
+def _work(name: str, *subjects: str, schedules: bool = False) -> StreamConfig:
+    """A work stream: a message is gone once its consumer acknowledged it."""
+    return StreamConfig(
+        name=name,
+        subjects=list(subjects),
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        allow_msg_schedules=schedules or None,
+        duplicate_window=_DUPLICATE_WINDOW,
+    )
+
+
+def _kept(name: str, *subjects: str, days: int = 30, schedules: bool = False) -> StreamConfig:
+    """A stream that keeps its messages ``days`` days, for replay, the oldest going first."""
+    return StreamConfig(
+        name=name,
+        subjects=list(subjects),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        allow_msg_schedules=schedules or None,
+        max_age=days * _DAY,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=_DUPLICATE_WINDOW,
+    )
+
 
 STREAMS: tuple[StreamConfig, ...] = (
-    StreamConfig(
-        name="TX_ACCEPTED",
-        subjects=[Subjects.TX_ACCEPTED],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
-    StreamConfig(
-        name="TX_INGESTED",
-        subjects=[Subjects.TX_INGESTED],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
+    _work("TX_ACCEPTED", Subjects.TX_ACCEPTED),
+    _work("TX_INGESTED", Subjects.TX_INGESTED),
     # Schedules and what they fire live in one stream: a schedule's target subject must
-    # belong to the stream that holds the schedule.
-    StreamConfig(
-        name="SCHEDULES",
-        subjects=[
-            f"{Subjects.SCHEDULE}.>",
-            Subjects.TX_DUE,
-            f"{Subjects.EXPIRY}.>",
-            Subjects.TX_EXPIRE,
-        ],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        allow_msg_schedules=True,
-        max_age=30 * _DAY + 7 * _DAY,
-        duplicate_window=120,
+    # belong to the stream that holds the schedule. Kept a week past the furthest send time.
+    _kept(
+        "SCHEDULES",
+        f"{Subjects.SCHEDULE}.>",
+        Subjects.TX_DUE,
+        f"{Subjects.EXPIRY}.>",
+        Subjects.TX_EXPIRE,
+        days=30 + 7,
+        schedules=True,
     ),
-    StreamConfig(
-        name="TX_CONTROL",
-        subjects=[Subjects.TX_CONTROL],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
-    StreamConfig(
-        name="SEND_BATCH",
-        subjects=[Subjects.SEND_BATCH],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
-    StreamConfig(
-        name="SES_EVENTS",
-        subjects=[Subjects.SES_EVENTS],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        duplicate_window=120,
-    ),
-    # Kept for replay: external systems subscribe to transaction status changes here.
-    StreamConfig(
-        name="TX_STATUS",
-        subjects=[f"{Subjects.TX_STATUS}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=30 * _DAY,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=120,
-    ),
-    # Message outcomes (DELIVERED, BOUNCED, ...), one event per batch of messages, kept for
-    # replay like the transactions' changes.
-    StreamConfig(
-        name="MSG_STATUS",
-        subjects=[f"{Subjects.MSG_STATUS}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=30 * _DAY,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=120,
-    ),
+    _work("TX_CONTROL", Subjects.TX_CONTROL),
+    _work("SEND_BATCH", Subjects.SEND_BATCH),
+    _work("SES_EVENTS", Subjects.SES_EVENTS),
+    # External systems subscribe to transaction status changes here.
+    _kept("TX_STATUS", f"{Subjects.TX_STATUS}.>"),
+    # Message outcomes (DELIVERED, BOUNCED, ...), one event per batch of messages.
+    _kept("MSG_STATUS", f"{Subjects.MSG_STATUS}.>"),
     # Alerts as they fire and resolve, kept for whoever watches them.
-    StreamConfig(
-        name="ALERTS",
-        subjects=[f"{Subjects.ALERTS}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=30 * _DAY,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=120,
-    ),
+    _kept("ALERTS", f"{Subjects.ALERTS}.>"),
     # Callback work and its wake-ups, in one stream: a schedule's target subject must belong
-    # to the stream that holds the schedule. A work queue: a pumped item is gone once
-    # acknowledged; a schedule (one per transaction: a new one replaces the last) is
-    # removed by the server when it fires.
-    StreamConfig(
-        name="CALLBACKS",
-        subjects=[Subjects.CALLBACK_DUE, f"{Subjects.CALLBACK_WAKE}.>"],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        allow_msg_schedules=True,
-        duplicate_window=120,
-    ),
-    StreamConfig(
-        name="DLQ",
-        subjects=[f"{Subjects.DLQ}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=30 * _DAY,
-    ),
+    # to the stream that holds the schedule. A pumped item is gone once acknowledged; a
+    # schedule (one per transaction: a new one replaces the last) is removed by the server
+    # when it fires.
+    _work("CALLBACKS", Subjects.CALLBACK_DUE, f"{Subjects.CALLBACK_WAKE}.>", schedules=True),
+    _kept("DLQ", f"{Subjects.DLQ}.>"),
 )
 
 
