@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench chaos clean
+.PHONY: run test lint typecheck unit bench chaos clean promtool chromium
 
 run: $(STAMP)
 	$(BIN)/email-platform up
 
-test: $(STAMP) lint
+test: $(STAMP) lint promtool chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -36,6 +36,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[stack,dev]"
 	touch $(STAMP)
+
+# promtool, from Debian's prometheus package: tests/unit/test_monitoring.py checks and
+# unit-tests deploy/prometheus/alerts.yml with it. Installed when missing (as root, no sudo);
+# nothing to do when it is there.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o DPkg::Lock::Timeout=300 prometheus; }
+
+# Debian's chromium: tests/dashboard/test_dashboard_browser.py drives it with Playwright
+# (whose own browser download needs the internet). Installed when missing, like promtool.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o DPkg::Lock::Timeout=300 chromium; }
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -143,11 +143,15 @@ class ActorRunner(Generic[E]):
                 await self.actor.handle(event)
         except PermanentError as e:
             bound.warning("permanent failure", error=repr(e))
-            await self._dead_letter(msg, repr(e))
+            await self._dead_letter(msg, repr(e), getattr(event, "transaction_id", None))
         except Exception as e:  # RetryableError, or a bug that max_deliver will bound
             if deliveries >= self.spec.max_deliver:
                 bound.error("retries exhausted", error=repr(e))
-                await self._dead_letter(msg, f"after {deliveries} deliveries: {e!r}")
+                await self._dead_letter(
+                    msg,
+                    f"after {deliveries} deliveries: {e!r}",
+                    getattr(event, "transaction_id", None),
+                )
             else:
                 delay = self.spec.backoff[min(deliveries, len(self.spec.backoff)) - 1]
                 level = "warning" if isinstance(e, RetryableError) else "exception"
@@ -165,8 +169,11 @@ class ActorRunner(Generic[E]):
             with contextlib.suppress(Exception):
                 await msg.in_progress()
 
-    async def _dead_letter(self, msg: Msg, error: str) -> None:
+    async def _dead_letter(self, msg: Msg, error: str, transaction_id: str | None = None) -> None:
         """Copy the message to the dead letters, then drop it from the work stream.
+
+        ``transaction_id`` is the event's, when it names one: the transaction's audit trail
+        shows the letter.
 
         ``term`` deletes it from a work-queue stream, so the copy is made first; if the
         copy cannot be made the message is nak'ed instead and nothing is lost.
@@ -181,6 +188,7 @@ class ActorRunner(Generic[E]):
             payload=msg.data.decode("utf-8", errors="replace"),
             error=error,
             at=datetime.now(UTC),
+            transaction_id=transaction_id,
         )
         try:
             await keep_dead_letter(self.store, letter)

@@ -6,11 +6,14 @@ Library errors become ``BrokerUnavailable`` here so callers only see our error t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import nats
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -45,6 +48,35 @@ class Broker:
             return await self.js.publish(subject, encode(event), headers=all_headers)
         except (NatsError, TimeoutError) as e:
             raise BrokerUnavailable(f"publish to {subject} failed: {e!r}") from e
+
+    async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> PubAck:
+        """``publish`` of bytes as they are: a dead letter's payload, put back by an
+        operator (it may not even decode)."""
+        try:
+            return await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        except (NatsError, TimeoutError) as e:
+            raise BrokerUnavailable(f"publish to {subject} failed: {e!r}") from e
+
+    @contextlib.asynccontextmanager
+    async def listen(
+        self, subject: str, on_message: Callable[[bytes], None]
+    ) -> AsyncIterator[None]:
+        """Call ``on_message`` with the payload of every message published on ``subject``
+        (wildcards allowed) while inside: a plain subscription, no consumer, nothing kept
+        once it ends -- for watching, as the gateway's live progress does."""
+
+        async def deliver(msg: Msg) -> None:
+            on_message(msg.data)
+
+        try:
+            sub = await self.nc.subscribe(subject, cb=deliver)
+        except (NatsError, TimeoutError) as e:
+            raise BrokerUnavailable(f"subscribe to {subject} failed: {e!r}") from e
+        try:
+            yield
+        finally:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await sub.unsubscribe()
 
     async def purge(self, stream: str, subject: str) -> None:
         """Remove every message of ``stream`` on ``subject`` (wildcards allowed)."""

@@ -11,15 +11,26 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.status import CallbackState, IdempotencyState, MessageStatus, TxStatus
+from shared.events import Alert
+from shared.status import (
+    CallbackState,
+    DeadLetterState,
+    IdempotencyState,
+    MessageStatus,
+    TxStatus,
+)
 
 __all__ = [
+    "AlertRecord",
     "Batch",
     "CallbackAttempt",
     "CallbackDelivery",
     "DeadLetter",
+    "DeadLetterEntry",
     "IdempotencyRecord",
     "Message",
+    "Operator",
+    "OperatorAction",
     "RowError",
     "S3Location",
     "Schedule",
@@ -81,6 +92,12 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     batches: int = 0
     # While ingest reads the file: how many valid and invalid rows it has read so far.
     ingest_progress: dict[str, int] = {}
+    # When ingest last wrote progress: a live ingest is not taken for a stuck one.
+    ingest_progress_at: datetime | None = None
+    # Re-announcements by the tracker of a transaction stuck in ACCEPT or PROCESSING, and
+    # the last one's time (services/tracker/recovery.py).
+    recoveries: int = 0
+    recovered_at: datetime | None = None
     # The file's header row as written (not normalized), set by ingest once it reads it.
     columns: list[str] = []
     status_history: list[StatusEntry] = []
@@ -252,13 +269,32 @@ class CallbackDelivery(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Operator(msgspec.Struct, frozen=True, kw_only=True):
+    """Who did something through the API: the key (its public id and prefix) and its tenant."""
+
+    key_id: str
+    key_prefix: str
+    tenant: str
+
+
+class DeadLetterEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a dead letter's review: "retried", "retry_failed" (the retry could not
+    be handed over; the letter is open again), "discarded"."""
+
+    action: str
+    at: datetime
+    who: Operator
+    details: dict[str, Any] = {}
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """Work that could not be done, kept for manual review.
 
     ``kind`` "job" is a NATS message (``stream_seq``, ``deliveries``, its payload);
     "message" is one recipient whose sends exhausted their retries (``message_id``);
     "callback" is a callback whose retries all failed (``payload`` its body, ``deliveries``
-    its tries, ``message_id`` the callback's id).
+    its tries, ``message_id`` the callback's id). ``transaction_id`` is set whenever the
+    work names one. Every field is stored, defaults too: the review filters on ``kind``.
     """
 
     id: str = msgspec.field(name="_id")
@@ -272,6 +308,23 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     kind: str = "job"
     transaction_id: str | None = None
     message_id: str | None = None
+    # Manual review (services/gateway/dead_letters.py): open until retried or discarded.
+    state: DeadLetterState = DeadLetterState.OPEN
+    history: list[DeadLetterEntry] = []
+
+
+class OperatorAction(msgspec.Struct, frozen=True, kw_only=True):
+    """Something a person asked for through the API (cancel, reschedule, retry-failed, a
+    callback replay, a dead letter's retry or discard): the audit trail of operator actions.
+    Written once, never changed."""
+
+    id: str = msgspec.field(name="_id")
+    action: str
+    who: Operator
+    at: datetime
+    transaction_id: str | None = None
+    dead_letter_id: str | None = None
+    details: dict[str, Any] = {}
 
 
 class SendReceipt(msgspec.Struct, frozen=True, kw_only=True):
@@ -302,6 +355,18 @@ class IdempotencyRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     # The TTL index removes the record after this.
     expires_at: datetime
+
+
+class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An alert rule's current state in ``alerts``; ``_id`` is the rule (shared/alerts.py).
+
+    ``announced`` turns true once the change is on ``email.alerts.<rule>``: a change whose
+    announcement a crash cut off goes out at the next look.
+    """
+
+    id: str = msgspec.field(name="_id")
+    alert: Alert
+    announced: bool = False
 
 
 def to_document(doc: msgspec.Struct) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.status import MessageStatus, TxStatus
+from shared.status import AlertState, MessageStatus, TxStatus
 
 __all__ = [
+    "Alert",
+    "AlertTransaction",
     "CallbackDue",
     "ControlAction",
     "MessageOutcome",
@@ -119,6 +121,35 @@ class TxStatusChanged(msgspec.Struct, frozen=True, kw_only=True):
     new_status: TxStatus
     timestamp: datetime
     metadata: dict[str, Any] = {}
+
+
+class AlertTransaction(msgspec.Struct, frozen=True, kw_only=True):
+    """A transaction an alert is about, with its tenant: a tenant sees only its own."""
+
+    id: str
+    tenant: str
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """An alert rule's state, on ``email.alerts.<rule>`` when it changes and kept, one
+    document per rule, in the ``alerts`` collection (shared/alerts.py).
+
+    The tracker's rules (services/tracker/alerts.py) and the sender's ``sending_paused``
+    (services/sender/pause.py) share it.
+    """
+
+    rule: str
+    state: AlertState
+    # When it started firing (kept when it resolves).
+    since: datetime
+    # When it reached ``state``: for a resolved alert, when it stopped firing.
+    at: datetime
+    summary: str = ""
+    # Why, in a word or a code (the sender's pause: SES's refusal).
+    reason: str = ""
+    # The transactions it is about, the first few (``details`` says how many in all).
+    transactions: list[AlertTransaction] = []
+    details: dict[str, Any] = {}
 
 
 E = TypeVar("E", bound=msgspec.Struct)

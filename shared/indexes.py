@@ -18,6 +18,15 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
             name="tenant_status_newest",
         ),
+        # ``GET /admin/transactions``: every tenant's, newest first, in one status or all.
+        IndexModel(
+            [("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+            name="status_newest",
+        ),
+        IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)], name="newest"),
+        # The tracker's alert rules and stuck-transaction recovery (services/tracker/alerts.py):
+        # one status's transactions unchanged since a time, or ended since a time.
+        IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)], name="status_updated"),
     ],
     Collections.MESSAGES: [
         IndexModel([("transaction_id", ASCENDING), ("row", ASCENDING)], name="transaction_row"),
@@ -61,6 +70,18 @@ INDEXES: dict[str, list[IndexModel]] = {
     # the number of statuses), with one ``$in``.
     Collections.DEAD_LETTERS: [
         IndexModel([("service", ASCENDING), ("at", DESCENDING)], name="service_newest"),
+        # ``GET /admin/dead-letters``: newest first, all or of one kind (and service).
+        IndexModel([("at", DESCENDING), ("_id", DESCENDING)], name="newest"),
+        IndexModel(
+            [("kind", ASCENDING), ("service", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)],
+            name="kind_service_newest",
+        ),
+        # A transaction's audit trail.
+        IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="transaction_at"),
+    ],
+    # Written once each; read per transaction for its audit trail.
+    Collections.OPERATOR_ACTIONS: [
+        IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="transaction_at"),
     ],
     # Authentication reads a key by ``_id`` (its hash); these serve listing and revoking.
     Collections.API_KEYS: [
@@ -78,6 +99,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("transaction_id", ASCENDING), ("fire_at", ASCENDING)], name="transaction_fire"
         ),
+        # The tracker's late-schedule rule: slots not fired yet whose time is past
+        # (``fired_at`` null), and slots fired in the last window.
+        IndexModel([("fired_at", ASCENDING), ("fire_at", ASCENDING)], name="fired_fire"),
     ],
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.documents import DeadLetter, Template, Transaction, from_document, to_document
 from shared.errors import InputError
+from shared.metrics import DEAD_LETTERS
 from shared.store import Store
 
 __all__ = ["keep_dead_letter", "load_template", "load_transaction"]
@@ -24,7 +25,10 @@ async def load_template(store: Store, template_id: str) -> Template:
 
 
 async def keep_dead_letter(store: Store, letter: DeadLetter) -> None:
-    """Keyed by its ``_id``: dead-lettering the same work twice keeps the first copy."""
-    await store.dead_letters.update_one(
+    """Keyed by its ``_id``: dead-lettering the same work twice keeps the first copy (and
+    counts it once)."""
+    result = await store.dead_letters.update_one(
         {"_id": letter.id}, {"$setOnInsert": to_document(letter)}, upsert=True
     )
+    if result.upserted_id is not None:
+        DEAD_LETTERS.labels(letter.kind).inc()

@@ -1,7 +1,8 @@
 """A service's life (STYLE rule 8): settings in, clients opened, workers run, drained.
 
 Each service's ``__main__`` builds its workers from a ``Runtime`` and hands them to
-``run_service``; SIGTERM or SIGINT stops every worker, which finishes what it holds.
+``run_service``; SIGTERM or SIGINT stops every worker, which finishes what it holds. With
+``OPS_PORT`` set, the ops endpoint (shared/ops_server.py) serves /metrics and the probes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import structlog
 from shared.broker import Broker, connect_broker
 from shared.indexes import ensure_indexes
 from shared.log import configure_logging
+from shared.ops_server import serve_ops
 from shared.settings import ServiceSettings
 from shared.store import Store, connect_store
 from shared.topology import ensure_topology
@@ -60,6 +62,11 @@ async def run_service(
     configure_logging(name, settings.log_format, settings.log_level)
     async with AsyncExitStack() as exits:
         runtime = await open_runtime(name, settings, exits)
+        if settings.ops_port is not None:
+            # Up before the workers and down after they drain: scraped and probed throughout.
+            await exits.enter_async_context(
+                serve_ops(name, runtime.broker, runtime.store, settings.ops_host, settings.ops_port)
+            )
         workers = await build(runtime)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

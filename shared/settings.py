@@ -49,6 +49,11 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     # How many messages one actor works on at once.
     concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
+    # The ops endpoint of ingest, scheduler, sender and tracker (shared/ops_server.py):
+    # /metrics, /health/live, /health/ready. Unset: none; 0: any free port. The gateway
+    # serves these on its own port and ignores both.
+    ops_host: str = "127.0.0.1"
+    ops_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] | None = None
 
 
 class CsvSettings(ServiceSettings, frozen=True, kw_only=True):
@@ -174,6 +179,22 @@ class TrackerSettings(ServiceSettings, frozen=True, kw_only=True):
     # Networks callback receivers may be on although not public (shared/safe_http.py),
     # comma-separated CIDRs; empty: public addresses only.
     callback_allowed_networks: str = ""
+    # The alert rules the tracker evaluates (services/tracker/alerts.py), every
+    # alert_interval_seconds: a transaction in ACCEPT or PROCESSING for alert_stuck_seconds;
+    # more than alert_failure_rate of the transactions ended in the last alert_window_seconds
+    # FAILED; a transaction taking longer than alert_sla_seconds from acceptance (or from
+    # its send time) to COMPLETED; a schedule slot firing alert_late_schedule_seconds late.
+    alert_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    alert_stuck_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
+    alert_window_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    alert_failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
+    alert_sla_seconds: Annotated[float, msgspec.Meta(gt=0)] = 4 * 3600.0
+    alert_late_schedule_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    # Stuck transactions (services/tracker/recovery.py): one in ACCEPT or PROCESSING with no
+    # change and no ingest progress for recover_after_seconds is announced to ingest again,
+    # at most recover_max_attempts times (recover_after_seconds apart); then it FAILS.
+    recover_after_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    recover_max_attempts: Annotated[int, msgspec.Meta(ge=0)] = 5
 
     def __post_init__(self) -> None:
         """A malformed allow-list stops the start (``SettingsError``), not a callback."""

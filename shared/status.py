@@ -7,7 +7,9 @@ from enum import StrEnum
 __all__ = [
     "FINAL_MESSAGE_STATUSES",
     "FINAL_TX_STATUSES",
+    "AlertState",
     "CallbackState",
+    "DeadLetterState",
     "IdempotencyState",
     "MessageStatus",
     "TxStatus",
@@ -47,6 +49,22 @@ class CallbackState(StrEnum):
     DEAD = "dead"  # every retry failed: in the dead letters
     # Not sent: its URL answered 410 Gone (this callback or an earlier one of the tenant)
     SKIPPED = "skipped"
+
+
+class DeadLetterState(StrEnum):
+    """A dead letter under manual review (``shared.documents.DeadLetter``): open until an
+    operator retries or discards it; either is final, and the letter is never deleted."""
+
+    OPEN = "open"
+    RETRIED = "retried"
+    DISCARDED = "discarded"
+
+
+class AlertState(StrEnum):
+    """An alert rule (``shared.events.Alert``): firing while its condition holds."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
 
 
 class IdempotencyState(StrEnum):

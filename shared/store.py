@@ -48,6 +48,10 @@ class Collections:
     SENDS = "sends"
     # ``_id`` is the tenant: its callback signing secret(s) (shared/webhook_secrets.py).
     WEBHOOK_SECRETS = "webhook_secrets"
+    # What people asked for through the API, with who and when (shared.documents.OperatorAction).
+    OPERATOR_ACTIONS = "operator_actions"
+    # ``_id`` is an alert rule: its current state (shared/alerts.py).
+    ALERTS = "alerts"
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -130,6 +134,14 @@ class Store:
     @property
     def webhook_secrets(self) -> AsyncCollection[Document]:
         return self.db[Collections.WEBHOOK_SECRETS]
+
+    @property
+    def operator_actions(self) -> AsyncCollection[Document]:
+        return self.db[Collections.OPERATOR_ACTIONS]
+
+    @property
+    def alerts(self) -> AsyncCollection[Document]:
+        return self.db[Collections.ALERTS]
 
     async def close(self) -> None:
         await self.client.close()

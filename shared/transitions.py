@@ -17,6 +17,7 @@ from shared.broker import Broker
 from shared.documents import StatusEntry, Transaction, from_document, to_document
 from shared.errors import TransitionNotAllowed
 from shared.events import TxStatusChanged
+from shared.metrics import TX_PROCESSING_SECONDS, TX_STATUS_CHANGES, TX_STATUS_SECONDS
 from shared.status import MessageStatus as M
 from shared.status import TxStatus as T
 from shared.store import Store
@@ -104,6 +105,7 @@ async def transition_tx(
         },
     )
     if result.matched_count == 1:
+        _count_transition(tx, new, now)
         await publish_status(broker, tx.id, tx.tenant, old, entry)
         return True
     raw = await store.transactions.find_one({"_id": tx.id})
@@ -113,6 +115,32 @@ async def transition_tx(
         if current.status == new and last is not None and last.status == new:
             await publish_status(broker, tx.id, tx.tenant, old, last)
     return False
+
+
+def _count_transition(tx: Transaction, new: T, now: datetime) -> None:
+    """The metrics of a change made: counted by the status entered; the time spent in the
+    status left, from the history entry that entered it (the last one, as read); on
+    COMPLETED, the whole processing time."""
+    TX_STATUS_CHANGES.labels(new).inc()
+    entered = tx.status_history[-1] if tx.status_history else None
+    if entered is not None and entered.status == tx.status:
+        TX_STATUS_SECONDS.labels(tx.status).observe(max(0.0, (now - entered.at).total_seconds()))
+    started = _clock_start(tx) if new == T.COMPLETED else None
+    if started is not None:
+        TX_PROCESSING_SECONDS.observe(max(0.0, (now - started).total_seconds()))
+
+
+def _clock_start(tx: Transaction) -> datetime | None:
+    """When the processing clock started: acceptance, or for a scheduled campaign its
+    release (READY_TO_SEND after SCHEDULED) -- as the tracker's slow_processing rule has it
+    (services/tracker/alerts.py): a campaign waiting for next week is not slow."""
+    scheduled = False
+    for entry in tx.status_history:
+        if entry.status == T.SCHEDULED:
+            scheduled = True
+        elif scheduled and entry.status == T.READY_TO_SEND:
+            return entry.at
+    return None if scheduled else tx.created_at
 
 
 async def publish_status(

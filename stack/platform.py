@@ -39,7 +39,7 @@ from shared.indexes import ensure_indexes
 from shared.settings import ServiceSettings, load_settings
 from shared.store import connect_store
 from stack.launcher import Stack, StackInfo
-from stack.processes import ProcessGroup
+from stack.processes import ProcessGroup, free_port
 
 __all__ = ["LOCAL_TENANT", "SERVICES", "Platform", "read_api_key"]
 
@@ -119,10 +119,19 @@ class Platform:
         self.service_env = dict(service_env or {})
         self.api_key: str | None = None
         self.env: dict[str, str] = {}
+        # The ops endpoint's port of each worker service process (shared/ops_server.py),
+        # chosen at its first start and kept across restarts.
+        self.ops_ports: dict[str, int] = {}
 
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def ops_urls(self) -> dict[str, str]:
+        """Where each service process serves /metrics and /health/*, by process name."""
+        ports = {self.process_name("gateway", 0): self.gateway_port, **self.ops_ports}
+        return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
     def __enter__(self) -> Platform:
         self.start()
@@ -184,7 +193,11 @@ class Platform:
     def restart(self, name: str) -> None:
         """Start a stopped or killed service process again, as it was started."""
         service = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
-        self.processes.start(name, [sys.executable, "-m", f"services.{service}"], env=self.env)
+        env = self.env
+        if service != "gateway":
+            port = self.ops_ports.setdefault(name, free_port())
+            env = {**env, "OPS_PORT": str(port)}
+        self.processes.start(name, [sys.executable, "-m", f"services.{service}"], env=env)
 
     @staticmethod
     def process_name(service: str, index: int) -> str:

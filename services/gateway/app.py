@@ -5,7 +5,8 @@ indexes, S3) and closes them on shutdown; ``create_app(settings, deps)`` uses cl
 caller already opened and owns (tests do this). Everything under ``API_PREFIX`` needs an API
 key (``auth``); the probes, the schema, the unsubscribe links (``/u/{token}``, signed) and
 the SNS webhook (``/api/v1/webhooks/ses``, outside the keyed router: SNS signs its messages)
-do not.
+do not, nor do the dashboard (``/dashboard``: its own session, see ``dashboard``) and the
+API docs' assets (``api_docs``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from services.gateway.admin_transactions import AdminTransactionController
+from services.gateway.alerts import AlertController
+from services.gateway.api_docs import api_docs_assets, openapi_config
+from services.gateway.audit import AuditController
 from services.gateway.auth import SECURITY_SCHEME, ApiKeyAuth
 from services.gateway.callbacks import CallbackController
+from services.gateway.dashboard import TEMPLATE_CONFIG, dashboard_assets, dashboard_router
+from services.gateway.dead_letters import DeadLetterController
 from services.gateway.deps import GatewayDeps, open_deps, provide_deps, provide_settings
 from services.gateway.errors import exception_handlers
-from services.gateway.health import HealthController
+from services.gateway.event_stream import EventStreamController
+from services.gateway.health import HealthController, MetricsController
 from services.gateway.keys import KeyController
 from services.gateway.suppressions import SuppressionController
 from services.gateway.templates import TemplateController
@@ -68,12 +74,27 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
             KeyController,
             CallbackController,
             WebhookSecretController,
+            DeadLetterController,
+            AdminTransactionController,
+            AuditController,
+            EventStreamController,
+            AlertController,
         ],
         middleware=[ApiKeyAuth(settings)],
         security=[{SECURITY_SCHEME: []}],
     )
     return Litestar(
-        route_handlers=[api, HealthController, UnsubscribeController, SnsWebhookController],
+        route_handlers=[
+            api,
+            HealthController,
+            MetricsController,
+            UnsubscribeController,
+            SnsWebhookController,
+            dashboard_router(settings),
+            dashboard_assets(),
+            api_docs_assets(),
+        ],
+        template_config=TEMPLATE_CONFIG,
         dependencies={
             "deps": Provide(provide_deps, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
@@ -83,11 +104,10 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
         state=state,
         lifespan=[] if deps is not None else [_lifespan(settings)],
         exception_handlers=exception_handlers(),
-        openapi_config=OpenAPIConfig(
+        openapi_config=openapi_config(
             title="Email Platform API",
             version="1.0.0",
             description="Submit email campaigns and follow their delivery.",
-            path="/schema",
             components=Components(
                 security_schemes={
                     SECURITY_SCHEME: SecurityScheme(
@@ -97,7 +117,6 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
                     )
                 }
             ),
-            render_plugins=[SwaggerRenderPlugin()],
         ),
         # Errors are logged by the exception handlers, through structlog.
         logging_config=None,

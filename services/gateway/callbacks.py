@@ -19,8 +19,9 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from services.gateway.deps import Deps
 from services.gateway.errors import ApiError, Code, error_responses
+from services.gateway.operator_actions import ActionKind, record_action
 from services.gateway.records import utc_now
-from services.gateway.tenant import Tenant, own_transaction
+from services.gateway.tenant import Caller, Tenant, own_transaction
 from shared.callback_outbox import announce_due, load_deliveries, request_replay
 from shared.documents import CallbackAttempt, CallbackDelivery
 from shared.log import get_logger
@@ -132,7 +133,12 @@ class CallbackController(Controller):
         responses=error_responses(Code.TRANSACTION_NOT_FOUND, Code.CALLBACK_NOT_FOUND),
     )
     async def replay_callback(
-        self, transaction_id: FromPath[str], callback_id: FromPath[str], deps: Deps, tenant: Tenant
+        self,
+        transaction_id: FromPath[str],
+        callback_id: FromPath[str],
+        deps: Deps,
+        tenant: Tenant,
+        caller: Caller,
     ) -> CallbackView:
         tx = await own_transaction(deps.store, tenant, transaction_id)
         found = next(
@@ -147,6 +153,13 @@ class CallbackController(Controller):
         now = utc_now()
         await request_replay(deps.store, found, now)
         await announce_due(deps.broker, tx.id)
+        await record_action(
+            deps.store,
+            caller,
+            ActionKind.CALLBACK_REPLAY,
+            transaction_id=tx.id,
+            details={"callback_id": found.id, "state": found.state},
+        )
         log.info("callback replay asked", transaction_id=tx.id, callback_id=found.id)
         replayed = msgspec.structs.replace(
             found,

@@ -55,6 +55,9 @@ class Code(StrEnum):
     TRANSACTION_NOT_FOUND = "TRANSACTION_NOT_FOUND"
     KEY_NOT_FOUND = "KEY_NOT_FOUND"
     CALLBACK_NOT_FOUND = "CALLBACK_NOT_FOUND"
+    DEAD_LETTER_NOT_FOUND = "DEAD_LETTER_NOT_FOUND"
+    DEAD_LETTER_CLOSED = "DEAD_LETTER_CLOSED"
+    DEAD_LETTER_NOT_RETRYABLE = "DEAD_LETTER_NOT_RETRYABLE"
     INVALID_FORM = "INVALID_FORM"
     MISSING_FILE = "MISSING_FILE"
     EMPTY_FILE = "EMPTY_FILE"
@@ -139,6 +142,23 @@ CODES: Final[dict[Code, CodeSpec]] = {
     Code.CALLBACK_NOT_FOUND: CodeSpec(
         status=404,
         description="No callback with this id among the transaction's (`webhook-id`).",
+    ),
+    Code.DEAD_LETTER_NOT_FOUND: CodeSpec(status=404, description="No dead letter with this id."),
+    Code.DEAD_LETTER_CLOSED: CodeSpec(
+        status=409,
+        description=(
+            "The dead letter was already retried or discarded (`details.state`): each is "
+            "done once; its `history` says by whom and when."
+        ),
+    ),
+    Code.DEAD_LETTER_NOT_RETRYABLE: CodeSpec(
+        status=409,
+        description=(
+            "A dead letter of kind `message` (one recipient out of send retries) is not "
+            "retried on its own: `POST /api/v1/transactions/{id}/retry-failed` "
+            "(`details.retry_with`) resends every FAILED message of its transaction once it "
+            "is COMPLETED. Discarding it is allowed."
+        ),
     ),
     Code.INVALID_FORM: CodeSpec(
         status=400,

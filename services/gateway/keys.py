@@ -8,18 +8,16 @@ as for a missing key); a new tenant's first key comes from the operator's CLI
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from services.gateway.deps import Deps
 from services.gateway.errors import ApiError, Code, error_responses
-from services.gateway.tenant import Tenant
+from services.gateway.tenant import Tenant, admin_only
 from shared.api_keys import ApiKey, KeyMode, create_key, list_keys, revoke_key
 from shared.log import get_logger
 
@@ -77,15 +75,10 @@ def key_view(stored: ApiKey) -> KeyView:
     )
 
 
-def _admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    if not cast("ApiKey", connection.auth).admin:
-        raise ApiError(Code.FORBIDDEN, "this endpoint needs an admin key")
-
-
 class KeyController(Controller):
     path = "/admin/keys"
     tags = ["admin"]  # noqa: RUF012 -- Litestar's declared attribute type is a list
-    guards = [_admin_only]  # noqa: RUF012 -- Litestar's declared attribute type is a list
+    guards = [admin_only]  # noqa: RUF012 -- Litestar's declared attribute type is a list
 
     @post(
         status_code=HTTP_201_CREATED,

@@ -8,13 +8,13 @@ scanning every document.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from shared.clock import stored_now
 from shared.documents import (
@@ -46,16 +46,15 @@ __all__ = [
     "mark_cancel_requested",
     "mark_retried",
     "page_messages",
+    "page_newest",
     "page_row_errors",
     "page_suppressions",
     "page_transactions",
-    "ping_store",
     "release_idempotency_key",
     "shift_schedule",
     "utc_now",
 ]
 
-_PING_TIMEOUT: Final = 2.0
 # ``page_messages``' row windows: the first is the page's size (at least this), each one
 # that leaves the page short doubles, up to the largest.
 _SMALLEST_WINDOW: Final = 64
@@ -201,29 +200,51 @@ async def page_suppressions(
     store: Store, tenant: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[Suppression]:
     """Up to ``limit`` of a tenant's suppressions, newest first by (created_at, _id), after
-    ``after``.
+    ``after`` (a list can hold 100,000s of bounced addresses: see ``page_newest``)."""
+    found = await page_newest(
+        store.suppressions,
+        {"tenant": tenant},
+        field="created_at",
+        after=after,
+        limit=limit,
+        what="list suppressions",
+    )
+    return [from_document(raw, Suppression) for raw in found]
 
-    Read as ``page_messages`` reads rows, for the same reason (a list can hold 100,000s of
-    bounced addresses): the rest of the instant ``after`` ended in, then windows of time
-    going back, ``[high - window, high)``, from ``_FIRST_SPAN`` doubling to ``_LARGEST_SPAN``
-    while the page is short; an empty window that large asks when the next older entry is.
+
+async def page_newest(
+    collection: AsyncCollection[dict[str, Any]],
+    base: dict[str, Any],
+    *,
+    field: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    what: str,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` documents matching ``base``, newest first by (``field``, _id), after
+    ``after``, on an index that ends (``field`` desc, _id desc).
+
+    Read as ``page_messages`` reads rows, since the embedded store reads every document a
+    query matches before it sorts and cuts: the rest of the instant ``after`` ended in, then
+    windows of time going back, ``[high - window, high)``, from ``_FIRST_SPAN`` doubling to
+    ``_LARGEST_SPAN`` while the page is short; an empty window that large asks when the next
+    older document is.
     """
-    base: dict[str, Any] = {"tenant": tenant}
-    order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+    order = [(field, DESCENDING), ("_id", DESCENDING)]
     found: list[dict[str, Any]] = []
     high: datetime | None = None
     span = _FIRST_SPAN
-    with store_reachable("list suppressions"):
+    with store_reachable(what):
         if after is not None:
             high, last_id = after
-            query = {**base, "created_at": high, "_id": {"$lt": last_id}}
-            found += await store.suppressions.find(query).sort(order).to_list(limit)
+            query = {**base, field: high, "_id": {"$lt": last_id}}
+            found += await collection.find(query).sort(order).to_list(limit)
         while len(found) < limit:
             low = (utc_now() if high is None else high) - span
-            # The first window is open above: an entry a clock ahead of ours wrote is in it.
+            # The first window is open above: a document a clock ahead of ours wrote is in it.
             newer: dict[str, Any] = {"$gte": low} if high is None else {"$gte": low, "$lt": high}
             part = (
-                await store.suppressions.find({**base, "created_at": newer})
+                await collection.find({**base, field: newer})
                 .sort(order)
                 .to_list(limit - len(found))
             )
@@ -232,16 +253,14 @@ async def page_suppressions(
                 high, span = low, min(span * 2, _LARGEST_SPAN)
                 continue
             older = (
-                await store.suppressions.find(
-                    {**base, "created_at": {"$lt": low}}, {"created_at": 1}
-                )
+                await collection.find({**base, field: {"$lt": low}}, {field: 1})
                 .sort(order)
                 .to_list(1)
             )
             if not older:
                 break
-            high, span = older[0]["created_at"] + _MILLISECOND, _FIRST_SPAN
-    return [from_document(raw, Suppression) for raw in found]
+            high, span = older[0][field] + _MILLISECOND, _FIRST_SPAN
+    return found
 
 
 async def find_idempotency_key(store: Store, record_id: str) -> IdempotencyRecord | None:
@@ -391,12 +410,3 @@ async def page_messages(
                 break
             low, window = int(following[0]["row"]) - 1, first
     return [from_document(raw, Message) for raw in found]
-
-
-async def ping_store(store: Store) -> bool:
-    try:
-        async with asyncio.timeout(_PING_TIMEOUT):
-            await store.client.admin.command("ping")
-    except (PyMongoError, TimeoutError):
-        return False
-    return True

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
+from litestar.handlers import BaseRouteHandler
 
 from services.gateway.errors import ApiError, Code
 from services.gateway.records import find_transaction
@@ -18,7 +20,14 @@ from shared.api_keys import ApiKey
 from shared.documents import Transaction
 from shared.store import Store
 
-__all__ = ["Caller", "Tenant", "own_transaction", "provide_caller", "provide_tenant"]
+__all__ = [
+    "Caller",
+    "Tenant",
+    "admin_only",
+    "own_transaction",
+    "provide_caller",
+    "provide_tenant",
+]
 
 
 # How handlers ask for them: ``tenant: Tenant``, ``caller: Caller``.
@@ -32,6 +41,12 @@ def provide_caller(request: Request[Any, Any, Any]) -> ApiKey:
 
 def provide_tenant(request: Request[Any, Any, Any]) -> str:
     return provide_caller(request).tenant
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The guard of the ``/admin`` endpoints: 403 ``FORBIDDEN`` for a key that is not admin."""
+    if not cast("ApiKey", connection.auth).admin:
+        raise ApiError(Code.FORBIDDEN, "this endpoint needs an admin key")
 
 
 async def own_transaction(store: Store, tenant: str, transaction_id: str) -> Transaction:

@@ -62,6 +62,7 @@ from services.gateway.metadata import (
     check_metadata,
     parse_metadata,
 )
+from services.gateway.operator_actions import ActionKind, record_action
 from services.gateway.records import (
     find_template,
     find_transaction,
@@ -1036,11 +1037,19 @@ class TransactionController(Controller):
         responses=error_responses(Code.TRANSACTION_NOT_FOUND, Code.TX_NOT_CANCELLABLE),
     )
     async def cancel_transaction(
-        self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
+        self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant, caller: Caller
     ) -> TransactionView:
         tx = await own_transaction(deps.store, tenant, transaction_id)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
-            return transaction_view(await request_cancel(deps.store, deps.broker, tx))
+            cancelled = await request_cancel(deps.store, deps.broker, tx)
+            await record_action(
+                deps.store,
+                caller,
+                ActionKind.CANCEL,
+                transaction_id=tx.id,
+                details={"status": tx.status},
+            )
+            return transaction_view(cancelled)
 
     @post(
         "/{transaction_id:str}/reschedule",
@@ -1070,12 +1079,20 @@ class TransactionController(Controller):
         deps: Deps,
         settings: Settings,
         tenant: Tenant,
+        caller: Caller,
     ) -> TransactionView:
         tx = await own_transaction(deps.store, tenant, transaction_id)
         max_days = settings.max_schedule_days
         send_at = _check_send_at(data.send_at, max_days)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             moved = await request_reschedule(deps.store, deps.broker, tx, send_at, max_days)
+            await record_action(
+                deps.store,
+                caller,
+                ActionKind.RESCHEDULE,
+                transaction_id=tx.id,
+                details={"send_at": send_at.isoformat(), "was": _iso(tx.send_at)},
+            )
         return transaction_view(moved)
 
     @get(
@@ -1142,7 +1159,19 @@ class TransactionController(Controller):
     ) -> TransactionView:
         tx = await own_transaction(deps.store, tenant, transaction_id)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
-            return transaction_view(await _retry(deps, settings, caller.mode, tx))
+            retry = await _retry(deps, settings, caller.mode, tx)
+            await record_action(
+                deps.store,
+                caller,
+                ActionKind.RETRY_FAILED,
+                transaction_id=tx.id,
+                details={"retry_id": retry.id},
+            )
+            return transaction_view(retry)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 async def _retry(

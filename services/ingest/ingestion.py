@@ -1,8 +1,10 @@
 """Ingestion: one accepted transaction's CSV -> message records, row errors, send batches.
 
-Re-running it for the same transaction (a redelivery after a crash) is harmless: message,
-batch and row-error ids are derived from the row number, so a second pass inserts nothing
-new, and the final counters are set once, by a conditional update.
+Re-running it for the same transaction (a redelivery after a crash, the tracker's recovery
+of a stuck one) is harmless: message, batch and row-error ids are derived from the row
+number, so a second pass inserts nothing new -- it re-reads the file (the duplicate checks
+need every row) but skips writing the batches the first pass finished -- and the final
+counters are set once, by a conditional update.
 
 A file that cannot be sent (unreadable, empty, over a limit, a bad header, no valid row)
 fails the transaction, and FAILED leaves no partial state: the messages and batches already
@@ -68,6 +70,7 @@ from shared.documents import (
 )
 from shared.errors import InputError, UpstreamUnavailable
 from shared.events import TxAccepted, TxIngested
+from shared.metrics import ROWS_INGESTED
 from shared.records import load_template, load_transaction
 from shared.schedule import IMMEDIATE, fire_time, slot_of
 from shared.settings import IngestSettings
@@ -91,6 +94,8 @@ _MAX_OPEN_SLOTS = 64
 _MAX_BUFFERED_BATCHES = 4
 # Slot documents per insert.
 _SLOTS_PER_WRITE = 1000
+# Batch ids looked up per query when a second pass looks for what the first one wrote.
+_PROBE = 100
 
 
 class IngestActor(Actor[TxAccepted]):
@@ -137,7 +142,10 @@ class IngestActor(Actor[TxAccepted]):
         commands_before = self.store.commands.count
         template = await load_template(self.store, tx.template_id)
         limits = self.settings
-        batch = _BatchWriter(self.store, tx, limits.batch_size)
+        # A second pass (a redelivery, the tracker's recovery) skips rewriting what the
+        # first one wrote in full.
+        complete = await _complete_batches(self.store, tx.id)
+        batch = _BatchWriter(self.store, tx, limits.batch_size, complete=complete)
         records = read_records(self._chunks(tx))
         try:
             header = await read_header(records, max_columns=limits.max_columns)
@@ -299,10 +307,14 @@ class _SlotPlan:
 class _BatchWriter:
     """Collects valid rows by slot and row errors; writes them a batch at a time."""
 
-    def __init__(self, store: Store, tx: Transaction, batch_size: int) -> None:
+    def __init__(
+        self, store: Store, tx: Transaction, batch_size: int, *, complete: int = 0
+    ) -> None:
         self.store = store
         self.tx = tx
         self.batch_size = batch_size
+        # Batches below this number an earlier pass wrote in full: counted, not rewritten.
+        self.complete = complete
         # Rows due at or before it are due at once (see ``RowChecker``'s ``now``).
         self.accepted_at = tx.created_at
         # Rows of each open slot, waiting for their batch; in the order the slots opened.
@@ -332,11 +344,13 @@ class _BatchWriter:
                 )
             )
             self.invalid += 1
+            ROWS_INGESTED.labels("invalid").inc()
             # A file of mostly invalid rows must not hold them in memory either.
             if len(self.errors) >= self.batch_size:
                 await self._flush(None)
             return
         self.total += 1
+        ROWS_INGESTED.labels("valid").inc()
         slot = self._slot(result)
         rows = self.open.setdefault(slot, [])
         rows.append(result)
@@ -434,15 +448,25 @@ class _BatchWriter:
             )
             # The batch first: a rollback finds a batch's messages through it, so no
             # message may exist without its batch document.
+            messages = self._messages(number, slot, rows, suppressed)  # counts them too
+            if number < self.complete:
+                return
             await _insert_new(self.store.batches, [to_document(batch)])
-            await _insert_new(self.store.messages, self._messages(number, slot, rows, suppressed))
+            await _insert_new(self.store.messages, messages)
 
         async def errors_and_progress() -> None:
             if errors:
                 await _insert_new(self.store.row_errors, errors)
             if progress is not None:
                 await self.store.transactions.update_one(
-                    {"_id": self.tx.id}, {"$set": {"ingest_progress": progress}}
+                    {"_id": self.tx.id},
+                    # The time tells the tracker's recovery this ingest is alive.
+                    {
+                        "$set": {
+                            "ingest_progress": progress,
+                            "ingest_progress_at": datetime.now(UTC),
+                        }
+                    },
                 )
 
         await asyncio.gather(batch_then_messages(), errors_and_progress())
@@ -481,6 +505,24 @@ class _BatchWriter:
             )
             messages.append(to_document(message))
         return messages
+
+
+async def _complete_batches(store: Store, transaction_id: str) -> int:
+    """How many batches (from number 0) an earlier pass wrote in full.
+
+    One batch's write (the batch, then its messages) finishes before the next one starts,
+    so every batch below the highest one written is complete; that one may not be.
+    """
+    highest = -1
+    while True:
+        ids = [f"{transaction_id}:{n}" for n in range(highest + 1, highest + 1 + _PROBE)]
+        found = [
+            int(doc["number"])
+            async for doc in store.batches.find({"_id": {"$in": ids}}, {"number": 1})
+        ]
+        if not found:
+            return max(highest, 0)
+        highest = max(found)
 
 
 def _stored_time(at: datetime | None) -> datetime | None:

@@ -22,6 +22,8 @@ import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from shared.metrics import SES_SEND_RATE
+
 __all__ = ["Pacer"]
 
 log = structlog.get_logger("sender.pacer")
@@ -52,6 +54,7 @@ class Pacer:
         self.horizon = horizon_seconds
         # 1.0 runs at the ceiling; throttling lowers it, success brings it back.
         self.pace = 1.0
+        self._show_rate()
         self._times: deque[float] = deque()
         self._lock = asyncio.Lock()
 
@@ -76,10 +79,15 @@ class Pacer:
     def throttled(self) -> None:
         """SES said we are too fast: widen this replica's spacing."""
         self.pace = max(0.2, self.pace * 0.7)
+        self._show_rate()
 
     def succeeded(self) -> None:
         if self.pace < 1.0:
             self.pace = min(1.0, self.pace + 0.01)
+            self._show_rate()
+
+    def _show_rate(self) -> None:
+        SES_SEND_RATE.set(self.rate * _MARGIN * self.pace)
 
     async def _reserve(self) -> None:
         interval = 1.0 / (self.rate * _MARGIN * self.pace)

@@ -54,7 +54,13 @@ from shared.documents import (
 )
 from shared.errors import RetryableError, TemplateError, UpstreamUnavailable
 from shared.events import MessageOutcome, SendBatch
-from shared.metrics import SES_BACKOFF_SECONDS, SES_RATE_CEILING, SES_SENDS, SES_THROTTLES
+from shared.metrics import (
+    MESSAGES_FAILED,
+    SES_BACKOFF_SECONDS,
+    SES_RATE_CEILING,
+    SES_SENDS,
+    SES_THROTTLES,
+)
 from shared.outcomes import announce_moved
 from shared.records import keep_dead_letter, load_template, load_transaction
 from shared.service import Runtime
@@ -476,9 +482,10 @@ class SenderActor(Actor[SendBatch]):
             error = {"code": r.code, "message": r.reason, "at": now}
             if r.dead:
                 await self._dead_letter(m, r)
-            await self._conclude(
+            moved = await self._conclude(
                 [m], M.SENDING, M.FAILED, also_set={"last_error": error}, guard=attempt
             )
+            MESSAGES_FAILED.labels(r.code).inc(moved)
         unanswered = sum(isinstance(r, _Unanswered) for r in results)
         return {"sent": len(sent), "failed": failed, "unanswered": unanswered}
 
@@ -516,7 +523,7 @@ async def open_sender(rt: Runtime, settings: SenderSettings) -> SenderActor:
     SES_RATE_CEILING.set(rate)
     kv = await rt.broker.js.key_value(KV.SENDER.bucket)
     pacer = Pacer(kv, rate)
-    pause = Pause(kv, rt.broker, probe_seconds=settings.pause_probe_seconds)
+    pause = Pause(kv, rt.broker, rt.store, probe_seconds=settings.pause_probe_seconds)
     return SenderActor(rt.store, rt.broker, ses, pacer, pause, settings, links)
 
 

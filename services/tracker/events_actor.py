@@ -39,6 +39,7 @@ from shared.broker import Broker
 from shared.documents import SendReceipt, Suppression, suppression_id, to_document
 from shared.errors import StoreUnavailable
 from shared.events import MessageOutcome, SesEvents
+from shared.metrics import MESSAGES_FAILED
 from shared.outcomes import announce_moved
 from shared.settlement import settle
 from shared.status import MessageStatus
@@ -46,7 +47,7 @@ from shared.store import Store, insert_new
 from shared.topology import CONSUMERS
 from shared.transitions import move_messages
 
-__all__ = ["SesEventsActor", "fold"]
+__all__ = ["SesEventsActor", "failure_reason", "fold"]
 
 log = structlog.get_logger("tracker.events")
 
@@ -58,6 +59,11 @@ _ROUNDS: Final = 8
 class _Target(msgspec.Struct, frozen=True):
     message_id: str
     transaction_id: str
+
+
+# Messages moved together: (transaction, from, to, failure reason); the reason (empty unless
+# FAILED) is in the key so that each reason is counted exactly.
+_Group = tuple[str, MessageStatus, MessageStatus, str]
 
 
 class _Known(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +84,14 @@ def fold(status: MessageStatus, events: Iterable[SesEvent]) -> MessageStatus:
         if outcome.status is not None and status in outcome.candidates:
             status = outcome.status
     return status
+
+
+def failure_reason(events: Iterable[SesEvent]) -> str:
+    """The reason label of a message its events FAILED: the last failing event's type
+    (``SES_REJECT``, ``SES_RENDERING_FAILURE``)."""
+    kinds = [e.kind for e in events if outcome_for(e).status == MessageStatus.FAILED]
+    kind = kinds[-1] if kinds else "unknown"
+    return "SES_" + kind.upper().replace(" ", "_")
 
 
 class SesEventsActor(Actor[SesEvents]):
@@ -140,15 +154,19 @@ class SesEventsActor(Actor[SesEvents]):
         moved = 0
         targets = dict(by_message)
         for _ in range(_ROUNDS):
-            groups: dict[tuple[str, MessageStatus, MessageStatus], list[str]] = defaultdict(list)
+            groups: dict[_Group, list[str]] = defaultdict(list)
             for target, events in targets.items():
                 current = known[target.message_id]
                 new = fold(current.status, events)
                 if new != current.status:
-                    groups[(target.transaction_id, current.status, new)].append(target.message_id)
+                    reason = failure_reason(events) if new == MessageStatus.FAILED else ""
+                    key = (target.transaction_id, current.status, new, reason)
+                    groups[key].append(target.message_id)
             short: set[str] = set()
-            for (transaction_id, old, new), ids in sorted(groups.items()):
+            for (transaction_id, old, new, reason), ids in sorted(groups.items()):
                 done = await self._move(transaction_id, old, new, ids, known)
+                if reason:
+                    MESSAGES_FAILED.labels(reason).inc(done)
                 moved += done
                 if done < len(ids):
                     short.update(ids)

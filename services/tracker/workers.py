@@ -1,11 +1,12 @@
-"""The tracker's workers, built from a ``Runtime``: five actors and, when a queue is set,
-the SQS poller. Clients they share (one HTTP client, one SQS client) are opened here, in the
-runtime's exit stack, and passed in."""
+"""The tracker's workers, built from a ``Runtime``: five actors, the alert worker and, when
+a queue is set, the SQS poller. Clients they share (one HTTP client, one SQS client) are
+opened here, in the runtime's exit stack, and passed in."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from services.tracker.alerts import AlertWorker
 from services.tracker.callback_pump import CallbackPumpActor
 from services.tracker.callback_retry import RetryPolicy
 from services.tracker.callbacks import CallbackActor
@@ -56,6 +57,8 @@ async def build_workers(runtime: Runtime, settings: TrackerSettings) -> list[Wor
             concurrency=settings.callback_concurrency,
         ),
     ]
+    # The alert rules and the recovery of stuck transactions, every alert_interval_seconds.
+    workers.append(AlertWorker(store, broker, settings))
     if settings.sqs_queue_url:
         sqs = await open_sqs(runtime.exits, settings)
         queue = SesEventQueue(sqs, settings.sqs_queue_url, wait_seconds=settings.sqs_wait_seconds)

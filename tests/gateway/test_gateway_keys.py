@@ -105,7 +105,8 @@ async def test_cli_creates_lists_and_revokes_keys(
     )
     assert code == 0, out + err
     made = json.loads(out)
-    assert set(made) == {"key", "tenant", "mode"}
+    # What POST /api/v1/admin/keys answers.
+    assert set(made) == {"key", "id", "prefix", "tenant", "mode", "admin", "label", "created_at"}
     assert (made["tenant"], made["mode"]) == ("initech", "live")
     key = made["key"]
     assert key.startswith("ep_live_")
@@ -117,9 +118,9 @@ async def test_cli_creates_lists_and_revokes_keys(
     test_key = next(line for line in out.splitlines() if line.startswith("ep_test_"))
     assert "admin" in out
 
-    code, out, _ = await _cli(gateway_settings, tmp_path, "create", "--tenant", "Not A Name")
+    code, _, err = await _cli(gateway_settings, tmp_path, "create", "--tenant", "Not A Name")
     assert code == 1
-    assert "tenant" in out
+    assert "tenant" in err
 
     stored = await deps.store.api_keys.find({}).to_list(None)
     # The gateway fixture's key (TENANT) and the CLI's two.
@@ -131,7 +132,7 @@ async def test_cli_creates_lists_and_revokes_keys(
 
     code, out, err = await _cli(gateway_settings, tmp_path, "list", "--json")
     assert code == 0, out + err
-    listed = json.loads(out)
+    listed = json.loads(out)["items"]
     assert key not in out
     assert test_key not in out
     initech = [k for k in listed if k["tenant"] == "initech"]
@@ -155,9 +156,9 @@ async def test_cli_creates_lists_and_revokes_keys(
         assert (await client.get("/api/v1/transactions")).status_code == 401
 
     code, out, _ = await _cli(gateway_settings, tmp_path, "list", "--json")
-    revoked = [k for k in json.loads(out) if k["id"] == initech[1]["id"]]
+    revoked = [k for k in json.loads(out)["items"] if k["id"] == initech[1]["id"]]
     assert revoked[0]["revoked_at"] is not None
 
-    code, out, _ = await _cli(gateway_settings, tmp_path, "revoke", "no-such-key")
+    code, _, err = await _cli(gateway_settings, tmp_path, "revoke", "no-such-key")
     assert code == 1
-    assert "No API key" in out
+    assert "No API key" in err

@@ -273,7 +273,7 @@ def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path
         check=False,
     )
     assert missing.returncode == 1
-    assert "TRANSACTION_NOT_FOUND" in missing.stdout
+    assert "TRANSACTION_NOT_FOUND" in missing.stderr
 
     unknown = subprocess.run(
         [str(cli), "status", tx_id, "--gateway", platform.gateway_url, "--api-key", "ep_live_x"],
@@ -283,4 +283,20 @@ def test_the_cli_sends_and_follows_a_campaign(platform: Platform, examples: Path
         check=False,
     )
     assert unknown.returncode == 1
-    assert "UNAUTHORIZED" in unknown.stdout
+    assert "UNAUTHORIZED" in unknown.stderr
+
+
+def test_every_service_process_serves_metrics_and_probes(platform: Platform) -> None:
+    """After the campaigns above: each process's ops endpoint answers, and the counters
+    moved in the process that owns them."""
+    urls = platform.ops_urls
+    assert set(urls) == {"gateway", "ingest", "scheduler", "sender", "tracker"}
+    scraped = {}
+    for name, url in urls.items():
+        assert httpx.get(f"{url}/health/ready", timeout=5).status_code == 200, name
+        scraped[name] = httpx.get(f"{url}/metrics", timeout=5).text
+    assert 'email_tx_transitions_total{status="PROCESSING"} 0.0' not in scraped["ingest"]
+    assert 'email_rows_ingested_total{result="valid"} 0.0' not in scraped["ingest"]
+    assert 'email_tx_transitions_total{status="COMPLETED"} 0.0' not in scraped["tracker"]
+    assert 'email_ses_sends_total{result="sent"}' in scraped["sender"]
+    assert 'email_jetstream_consumer_pending{consumer="tracker"}' in scraped["tracker"]
