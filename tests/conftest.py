@@ -6,6 +6,7 @@ by the project's own launcher, exactly as ``make run`` starts it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -24,6 +25,11 @@ from stack.processes import free_port
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+
+# The CLI's rich consoles take their width from COLUMNS when cli.main is imported, which
+# may be before any test runs (and without a terminal: 80 columns): wide enough here that
+# tables and messages are never wrapped or cut, whatever imports it first.
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture(scope="session")
