@@ -7,7 +7,7 @@ cancelled) matches nothing and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "check_tx_transition",
     "move_message",
     "move_messages",
+    "processing_started",
     "publish_status",
     "transition_tx",
 ]
@@ -125,22 +126,29 @@ def _count_transition(tx: Transaction, new: T, now: datetime) -> None:
     entered = tx.status_history[-1] if tx.status_history else None
     if entered is not None and entered.status == tx.status:
         TX_STATUS_SECONDS.labels(tx.status).observe(max(0.0, (now - entered.at).total_seconds()))
-    started = _clock_start(tx) if new == T.COMPLETED else None
+    started = (
+        processing_started(((e.status, e.at) for e in tx.status_history), tx.created_at)
+        if new == T.COMPLETED
+        else None
+    )
     if started is not None:
         TX_PROCESSING_SECONDS.observe(max(0.0, (now - started).total_seconds()))
 
 
-def _clock_start(tx: Transaction) -> datetime | None:
-    """When the processing clock started: acceptance, or for a scheduled campaign its
-    release (READY_TO_SEND after SCHEDULED) -- as the tracker's slow_processing rule has it
-    (services/tracker/alerts.py): a campaign waiting for next week is not slow."""
+def processing_started(
+    history: Iterable[tuple[str, datetime]], created_at: datetime
+) -> datetime | None:
+    """When a transaction's processing clock started, from its status history as (status,
+    at): acceptance, or for a scheduled campaign its release (READY_TO_SEND after SCHEDULED;
+    None until then): a campaign waiting for next week is not slow. The processing-time
+    histogram and the tracker's slow_processing rule both measure from here."""
     scheduled = False
-    for entry in tx.status_history:
-        if entry.status == T.SCHEDULED:
+    for status, at in history:
+        if status == T.SCHEDULED:
             scheduled = True
-        elif scheduled and entry.status == T.READY_TO_SEND:
-            return entry.at
-    return None if scheduled else tx.created_at
+        elif scheduled and status == T.READY_TO_SEND:
+            return at
+    return None if scheduled else created_at
 
 
 async def publish_status(

@@ -14,7 +14,10 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from services.gateway.cursor import TimePosition, decode_cursor, encode_cursor
+from services.gateway.cursor import (
+    newest_after,
+    newest_cursor,
+)
 from services.gateway.deps import Deps
 from services.gateway.errors import Code, error_responses
 from services.gateway.records import page_newest
@@ -85,22 +88,18 @@ class AdminTransactionController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> AdminTransactionPage:
-        after = None
-        if cursor is not None:
-            position = decode_cursor(cursor, TimePosition)
-            after = (position.created_at, position.id)
-        found = await page_newest(
-            deps.store.transactions,
-            {} if status is None else {"status": status},
-            field="created_at",
-            after=after,
-            limit=limit + 1,
-            what="list transactions",
+        found = [
+            from_document(raw, Transaction)
+            for raw in await page_newest(
+                deps.store.transactions,
+                {} if status is None else {"status": status},
+                field="created_at",
+                after=newest_after(cursor),
+                limit=limit + 1,
+                what="list transactions",
+            )
+        ]
+        return AdminTransactionPage(
+            items=[_item(tx) for tx in found[:limit]],
+            next_cursor=newest_cursor([(tx.created_at, tx.id) for tx in found], limit),
         )
-        page = [from_document(raw, Transaction) for raw in found[:limit]]
-        next_cursor = (
-            encode_cursor(TimePosition(created_at=page[-1].created_at, id=page[-1].id))
-            if len(found) > limit
-            else None
-        )
-        return AdminTransactionPage(items=[_item(tx) for tx in page], next_cursor=next_cursor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -15,7 +16,14 @@ import msgspec
 
 from services.gateway.errors import ApiError, Code
 
-__all__ = ["RowPosition", "TimePosition", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "RowPosition",
+    "TimePosition",
+    "decode_cursor",
+    "encode_cursor",
+    "newest_after",
+    "newest_cursor",
+]
 
 P = TypeVar("P", bound=msgspec.Struct)
 
@@ -47,3 +55,20 @@ def decode_cursor(cursor: str, kind: type[P]) -> P:
         return msgspec.json.decode(raw, type=kind)
     except (binascii.Error, ValueError, msgspec.DecodeError) as e:
         raise ApiError(Code.INVALID_CURSOR, "the cursor is not one this API handed out") from e
+
+
+def newest_after(cursor: str | None) -> tuple[datetime, str] | None:
+    """Where a newest-first listing resumes: after the (time, id) its cursor holds."""
+    if cursor is None:
+        return None
+    position = decode_cursor(cursor, TimePosition)
+    return position.created_at, position.id
+
+
+def newest_cursor(found: Sequence[tuple[datetime, str]], limit: int) -> str | None:
+    """The cursor of the page after ``found[:limit]``, given each item's (time, id) and one
+    item past the page when there is more; None on the last page."""
+    if len(found) <= limit:
+        return None
+    at, last = found[limit - 1]
+    return encode_cursor(TimePosition(created_at=at, id=last))

@@ -18,7 +18,10 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from services.gateway.cursor import TimePosition, decode_cursor, encode_cursor
+from services.gateway.cursor import (
+    newest_after,
+    newest_cursor,
+)
 from services.gateway.deps import Deps
 from services.gateway.errors import Code, error_responses
 from services.gateway.operator_actions import (
@@ -177,17 +180,11 @@ class DeadLetterController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> DeadLetterPage:
-        after = None
-        if cursor is not None:
-            position = decode_cursor(cursor, TimePosition)
-            after = (position.created_at, position.id)
-        found = await page_letters(deps.store, kind=kind, after=after, limit=limit + 1)
-        page = found[:limit]
-        next_cursor = (
-            encode_cursor(TimePosition(created_at=page[-1].at, id=page[-1].id))
-            if len(found) > limit
-            else None
+        found = await page_letters(
+            deps.store, kind=kind, after=newest_after(cursor), limit=limit + 1
         )
+        page = found[:limit]
+        next_cursor = newest_cursor([(letter.at, letter.id) for letter in found], limit)
         return DeadLetterPage(items=[dead_letter_item(x) for x in page], next_cursor=next_cursor)
 
     @get(

@@ -26,7 +26,10 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from services.gateway.cursor import TimePosition, decode_cursor, encode_cursor
+from services.gateway.cursor import (
+    newest_after,
+    newest_cursor,
+)
 from services.gateway.deps import Deps
 from services.gateway.errors import ApiError, Code, error_responses
 from services.gateway.records import (
@@ -132,18 +135,14 @@ class SuppressionController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> SuppressionPage:
-        after = None
-        if cursor is not None:
-            position = decode_cursor(cursor, TimePosition)
-            after = (position.created_at, suppression_id(tenant, position.id))
+        # The cursor holds the address; the listing resumes after its document's _id.
+        resume = newest_after(cursor)
+        after = None if resume is None else (resume[0], suppression_id(tenant, resume[1]))
         found = await page_suppressions(deps.store, tenant, after=after, limit=limit + 1)
-        page = found[:limit]
-        next_cursor = (
-            encode_cursor(TimePosition(created_at=page[-1].created_at, id=page[-1].email))
-            if len(found) > limit
-            else None
+        return SuppressionPage(
+            items=[_view(entry) for entry in found[:limit]],
+            next_cursor=newest_cursor([(s.created_at, s.email) for s in found], limit),
         )
-        return SuppressionPage(items=[_view(entry) for entry in page], next_cursor=next_cursor)
 
     @get(
         "/{email:str}",

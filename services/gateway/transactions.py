@@ -43,7 +43,13 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from services.gateway import idempotency
 from services.gateway.control import request_cancel, request_reschedule
-from services.gateway.cursor import RowPosition, TimePosition, decode_cursor, encode_cursor
+from services.gateway.cursor import (
+    RowPosition,
+    decode_cursor,
+    encode_cursor,
+    newest_after,
+    newest_cursor,
+)
 from services.gateway.deps import Deps, GatewayDeps, Settings
 from services.gateway.errors import ApiError, Code, error_responses
 from services.gateway.exports import row_errors_csv
@@ -929,21 +935,12 @@ class TransactionController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> TransactionPage:
-        after = None
-        if cursor is not None:
-            position = decode_cursor(cursor, TimePosition)
-            after = (position.created_at, position.id)
         found = await page_transactions(
-            deps.store, tenant, status=status, after=after, limit=limit + 1
-        )
-        page = found[:limit]
-        next_cursor = (
-            encode_cursor(TimePosition(created_at=page[-1].created_at, id=page[-1].id))
-            if len(found) > limit
-            else None
+            deps.store, tenant, status=status, after=newest_after(cursor), limit=limit + 1
         )
         return TransactionPage(
-            items=[transaction_summary(tx) for tx in page], next_cursor=next_cursor
+            items=[transaction_summary(tx) for tx in found[:limit]],
+            next_cursor=newest_cursor([(tx.created_at, tx.id) for tx in found], limit),
         )
 
     @get(

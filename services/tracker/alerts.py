@@ -47,6 +47,7 @@ from shared.schedule import IMMEDIATE, shifted
 from shared.settings import TrackerSettings
 from shared.status import FINAL_TX_STATUSES, AlertState, TxStatus
 from shared.store import Store, store_reachable
+from shared.transitions import processing_started
 
 __all__ = ["RULES", "AlertLimits", "AlertRules", "AlertWorker", "Verdict", "settle_alerts"]
 
@@ -305,16 +306,8 @@ class AlertRules:
 
 
 def _clock_start(doc: dict[str, Any]) -> datetime | None:
-    """When a transaction's processing clock started: acceptance, or for a scheduled
-    campaign its release (READY_TO_SEND after SCHEDULED); None while it was never released."""
-    scheduled = False
-    for entry in doc.get("status_history", []):
-        if entry["status"] == TxStatus.SCHEDULED:
-            scheduled = True
-        elif scheduled and entry["status"] == TxStatus.READY_TO_SEND:
-            released: datetime = entry["at"]
-            return released
-    return None if scheduled else doc["created_at"]
+    history = ((e["status"], e["at"]) for e in doc.get("status_history", []))
+    return processing_started(history, doc["created_at"])
 
 
 async def settle_alerts(
