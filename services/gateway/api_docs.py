@@ -3,13 +3,13 @@
 Litestar's render plugins load their JavaScript, CSS, favicon and fonts from CDNs by
 default, and a page whose scripts do not load stays blank: on a machine without internet
 (this one, many production networks) ``/schema`` would show nothing. So the plugin is
-pointed at ``ASSETS_PATH``, a static route over the files of ``drf-spectacular-sidecar``,
-a package that does nothing but ship Swagger UI's (and ReDoc's) distribution builds
-(checked and republished monthly). It is a Django app, but only its files are read here,
-found with ``find_spec`` without importing it (importing it would import Django).
+pointed at ``ASSETS_PATH``, a static route over the Swagger UI 5 distribution that the
+``swagger-ui-py`` package ships (its own code, handlers for other frameworks, is not used:
+the files are found with ``find_spec``).
 
 ``swagger-ui-bundle``, the obvious candidate, carries Swagger UI 4.15, which refuses
 OpenAPI 3.1 ("does not specify a valid version field"): Litestar writes 3.1.0.
+``drf-spectacular-sidecar`` ships the same files but installs Django.
 
 ReDoc is not offered: its page loads its logo from its CDN whatever it is told.
 
@@ -33,14 +33,14 @@ __all__ = ["ASSETS_PATH", "SCHEMA_PATH", "api_docs_assets", "openapi_config"]
 
 SCHEMA_PATH: Final = "/schema"
 ASSETS_PATH: Final = "/static/swagger-ui"
-_PACKAGE: Final = "drf_spectacular_sidecar"
+_PACKAGE: Final = "swagger_ui"
 
 
 def _assets_directory() -> Path:
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"the {_PACKAGE} package (the API docs' assets) is not installed")
-    return Path(spec.submodule_search_locations[0]) / "static" / _PACKAGE / "swagger-ui-dist"
+    return Path(spec.submodule_search_locations[0]) / "static"
 
 
 def api_docs_assets() -> Router:
