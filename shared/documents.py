@@ -307,6 +307,9 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     kind: str = "job"
     transaction_id: str | None = None
+    # The tenant whose work it was (from its transaction); None when it names none (an
+    # undecodable message): then it is the platform operator's alone.
+    tenant: str | None = None
     message_id: str | None = None
     # Manual review (services/gateway/dead_letters.py): open until retried or discarded.
     state: DeadLetterState = DeadLetterState.OPEN

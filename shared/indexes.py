@@ -70,11 +70,26 @@ INDEXES: dict[str, list[IndexModel]] = {
     # the number of statuses), with one ``$in``.
     Collections.DEAD_LETTERS: [
         IndexModel([("service", ASCENDING), ("at", DESCENDING)], name="service_newest"),
-        # ``GET /admin/dead-letters``: newest first, all or of one kind (and service).
+        # ``GET /admin/dead-letters``: newest first, all or of one kind (and service); the
+        # operator's view, and a tenant's (the same with ``tenant`` first).
         IndexModel([("at", DESCENDING), ("_id", DESCENDING)], name="newest"),
         IndexModel(
             [("kind", ASCENDING), ("service", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)],
             name="kind_service_newest",
+        ),
+        IndexModel(
+            [("tenant", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)],
+            name="tenant_newest",
+        ),
+        IndexModel(
+            [
+                ("tenant", ASCENDING),
+                ("kind", ASCENDING),
+                ("service", ASCENDING),
+                ("at", DESCENDING),
+                ("_id", DESCENDING),
+            ],
+            name="tenant_kind_service_newest",
         ),
         # A transaction's audit trail.
         IndexModel([("transaction_id", ASCENDING), ("at", ASCENDING)], name="transaction_at"),

@@ -98,6 +98,10 @@ class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
     public_base_url: str | None = None
     # After POST /api/v1/webhook-secret/rotate, how long callbacks are signed with the
     # previous secret too (shared/webhook_secrets.py).
+    # The platform operator's tenant: its admin keys review every tenant's dead letters and
+    # transactions (/api/v1/admin/dead-letters, /admin/transactions); another tenant's admin
+    # keys see their own tenant's only. ``make run``'s key is of the tenant ``local``.
+    operator_tenant: str = "local"
     webhook_secret_grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86_400)] = 86_400.0
     # The SNS webhook (POST /api/v1/webhooks/ses, shared/sns.py). The TopicArns whose
     # messages it takes, comma-separated: empty (the default) refuses every message. The

@@ -1,8 +1,10 @@
-"""``/api/v1/admin/transactions``: every tenant's transactions, for the operator.
+"""``/api/v1/admin/transactions``: transactions under review, for admins.
 
-Admin keys only. ``?status=FAILED`` is the review of failed transactions: each item names
-its tenant and says why it failed (``failure``). Newest first, read in windows of time on
-the index (status, created_at, _id) (see ``records.page_newest``).
+Admin keys only: their own tenant's transactions, or, for the operator tenant's admin keys
+(``OPERATOR_TENANT``), every tenant's (``tenant.review_scope``). ``?status=FAILED`` is the
+review of failed transactions: each item names its tenant and says why it failed
+(``failure``). Newest first, read in windows of time on the indexes (status, created_at,
+_id) and (tenant, status, created_at, _id) (see ``records.page_newest``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from services.gateway.cursor import (
     newest_after,
     newest_cursor,
 )
-from services.gateway.deps import Deps
+from services.gateway.deps import Deps, Settings
 from services.gateway.errors import Code, error_responses
 from services.gateway.records import page_newest
-from services.gateway.tenant import admin_only
+from services.gateway.tenant import Caller, admin_only, review_scope
 from services.gateway.views import counters_view
 from shared.documents import Transaction, from_document
 from shared.status import TxStatus
@@ -71,19 +73,31 @@ def _item(tx: Transaction) -> AdminTransactionItem:
     )
 
 
+def _query(tenant: str | None, status: TxStatus | None) -> dict[str, Any]:
+    query: dict[str, Any] = {} if tenant is None else {"tenant": tenant}
+    if status is not None:
+        query["status"] = status
+    return query
+
+
 class AdminTransactionController(Controller):
     path = "/admin/transactions"
     tags = ["admin"]  # noqa: RUF012 -- Litestar's declared attribute type is a list
     guards = [admin_only]  # noqa: RUF012 -- Litestar's declared attribute type is a list
 
     @get(
-        summary="Every tenant's transactions, newest first",
-        description="`?status=FAILED` lists the failed ones, with their `failure`.",
+        summary="Transactions under review, newest first",
+        description=(
+            "The caller's tenant's (the operator tenant's admin keys: every tenant's). "
+            "`?status=FAILED` lists the failed ones, with their `failure`."
+        ),
         responses=error_responses(Code.VALIDATION_ERROR, Code.FORBIDDEN, Code.INVALID_CURSOR),
     )
     async def list_all_transactions(
         self,
         deps: Deps,
+        settings: Settings,
+        caller: Caller,
         status: StatusFilter = None,
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
@@ -92,7 +106,7 @@ class AdminTransactionController(Controller):
             from_document(raw, Transaction)
             for raw in await page_newest(
                 deps.store.transactions,
-                {} if status is None else {"status": status},
+                _query(review_scope(settings, caller), status),
                 field="created_at",
                 after=newest_after(cursor),
                 limit=limit + 1,

@@ -22,7 +22,7 @@ from services.gateway.cursor import (
     newest_after,
     newest_cursor,
 )
-from services.gateway.deps import Deps
+from services.gateway.deps import Deps, Settings
 from services.gateway.errors import Code, error_responses
 from services.gateway.operator_actions import (
     ActionKind,
@@ -39,7 +39,7 @@ from services.gateway.review import (
     page_letters,
     retry_letter,
 )
-from services.gateway.tenant import Caller, admin_only
+from services.gateway.tenant import Caller, admin_only, review_scope
 from shared.documents import DeadLetter, DeadLetterEntry
 from shared.log import get_logger
 from shared.status import DeadLetterState
@@ -170,18 +170,28 @@ class DeadLetterController(Controller):
 
     @get(
         summary="List dead letters, newest first",
-        description="Every tenant's: dead letters are the operator's. Filter by `kind`.",
+        description=(
+            "The caller's tenant's dead letters; the operator tenant's admin keys "
+            "(`OPERATOR_TENANT`) see every tenant's, and those that name none. Filter by "
+            "`kind`."
+        ),
         responses=error_responses(Code.VALIDATION_ERROR, Code.FORBIDDEN, Code.INVALID_CURSOR),
     )
     async def list_dead_letters(
         self,
         deps: Deps,
+        settings: Settings,
+        caller: Caller,
         kind: KindFilter = None,
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> DeadLetterPage:
         found = await page_letters(
-            deps.store, kind=kind, after=newest_after(cursor), limit=limit + 1
+            deps.store,
+            tenant=review_scope(settings, caller),
+            kind=kind,
+            after=newest_after(cursor),
+            limit=limit + 1,
         )
         page = found[:limit]
         next_cursor = newest_cursor([(letter.at, letter.id) for letter in found], limit)
@@ -192,8 +202,11 @@ class DeadLetterController(Controller):
         summary="A dead letter: its payload, error, attempts and review history",
         responses=error_responses(Code.FORBIDDEN, Code.DEAD_LETTER_NOT_FOUND),
     )
-    async def get_dead_letter(self, letter_id: FromPath[str], deps: Deps) -> DeadLetterView:
-        return dead_letter_view(await find_letter(deps.store, letter_id))
+    async def get_dead_letter(
+        self, letter_id: FromPath[str], deps: Deps, settings: Settings, caller: Caller
+    ) -> DeadLetterView:
+        scope = review_scope(settings, caller)
+        return dead_letter_view(await find_letter(deps.store, scope, letter_id))
 
     @post(
         "/{letter_id:str}/retry",
@@ -214,9 +227,9 @@ class DeadLetterController(Controller):
         ),
     )
     async def retry_dead_letter(
-        self, letter_id: FromPath[str], deps: Deps, caller: Caller
+        self, letter_id: FromPath[str], deps: Deps, settings: Settings, caller: Caller
     ) -> DeadLetterView:
-        letter = await find_letter(deps.store, letter_id)
+        letter = await find_letter(deps.store, review_scope(settings, caller), letter_id)
         with structlog.contextvars.bound_contextvars(transaction_id=letter.transaction_id):
             retried = await retry_letter(deps.store, deps.broker, letter, operator(caller))
             await record_action(
@@ -243,9 +256,9 @@ class DeadLetterController(Controller):
         ),
     )
     async def discard_dead_letter(
-        self, letter_id: FromPath[str], deps: Deps, caller: Caller
+        self, letter_id: FromPath[str], deps: Deps, settings: Settings, caller: Caller
     ) -> DeadLetterView:
-        letter = await find_letter(deps.store, letter_id)
+        letter = await find_letter(deps.store, review_scope(settings, caller), letter_id)
         with structlog.contextvars.bound_contextvars(transaction_id=letter.transaction_id):
             discarded = await discard_letter(deps.store, letter, operator(caller))
             await record_action(

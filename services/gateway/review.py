@@ -88,12 +88,21 @@ def letter_kind(letter: DeadLetter) -> LetterKind:
 
 
 async def page_letters(
-    store: Store, *, kind: LetterKind | None, after: tuple[datetime, str] | None, limit: int
+    store: Store,
+    *,
+    tenant: str | None,
+    kind: LetterKind | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
 ) -> list[DeadLetter]:
-    """Up to ``limit`` letters, newest first by (at, _id), after ``after``."""
+    """Up to ``limit`` letters of ``tenant`` (None: every letter, the operator's view),
+    newest first by (at, _id), after ``after``."""
+    query = dict(_FILTERS[kind]) if kind is not None else {}
+    if tenant is not None:
+        query["tenant"] = tenant
     found = await page_newest(
         store.dead_letters,
-        dict(_FILTERS[kind]) if kind is not None else {},
+        query,
         field="at",
         after=after,
         limit=limit,
@@ -102,9 +111,13 @@ async def page_letters(
     return [from_document(raw, DeadLetter) for raw in found]
 
 
-async def find_letter(store: Store, letter_id: str) -> DeadLetter:
+async def find_letter(store: Store, tenant: str | None, letter_id: str) -> DeadLetter:
+    """The letter, if ``tenant``'s (None: any); another tenant's answers as a missing one."""
+    query: dict[str, Any] = {"_id": letter_id}
+    if tenant is not None:
+        query["tenant"] = tenant
     with store_reachable("find dead letter"):
-        raw = await store.dead_letters.find_one({"_id": letter_id})
+        raw = await store.dead_letters.find_one(query)
     if raw is None:
         raise ApiError(
             Code.DEAD_LETTER_NOT_FOUND,
@@ -224,14 +237,14 @@ async def _close(
             {"$set": {"state": state}, "$push": {"history": to_document(entry)}},
         )
     if result.matched_count == 0:
-        _check_open(await find_letter(store, letter.id))
+        _check_open(await find_letter(store, None, letter.id))
         # Open again already (a retry that failed in between): not ours to guess; repeat.
         raise ApiError(
             Code.DEAD_LETTER_CLOSED,
             "the dead letter changed meanwhile; read it and try again",
             details={"dead_letter_id": letter.id},
         )
-    return await find_letter(store, letter.id)
+    return await find_letter(store, None, letter.id)
 
 
 async def _reopen(store: Store, letter: DeadLetter, who: Operator, error: str) -> None:

@@ -18,6 +18,7 @@ from services.gateway.errors import ApiError, Code
 from services.gateway.records import find_transaction
 from shared.api_keys import ApiKey
 from shared.documents import Transaction
+from shared.settings import GatewaySettings
 from shared.store import Store
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "own_transaction",
     "provide_caller",
     "provide_tenant",
+    "review_scope",
 ]
 
 
@@ -60,3 +62,9 @@ async def own_transaction(store: Store, tenant: str, transaction_id: str) -> Tra
             details={"transaction_id": transaction_id},
         )
     return tx
+
+
+def review_scope(settings: GatewaySettings, caller: ApiKey) -> str | None:
+    """Whose work an admin key reviews (dead letters, every transaction): its own tenant's,
+    or, for the operator tenant's admin keys, everyone's (None)."""
+    return None if caller.tenant == settings.operator_tenant else caller.tenant

@@ -353,6 +353,7 @@ async def test_a_dead_letter_is_discarded_from_its_button(
         payload='{"transaction_id": "t"}',
         error="the file could not be read",
         at=datetime(2030, 1, 1, tzinfo=UTC),
+        tenant=TENANT,  # its admins review it
     )
     await deps.store.dead_letters.insert_one(to_document(letter))
     await log_in(browser, await issue_key(deps.store, TENANT, admin=True))

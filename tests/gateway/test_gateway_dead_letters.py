@@ -1,5 +1,6 @@
-"""Dead letters under manual review (``/api/v1/admin/dead-letters``) and every tenant's
-transactions (``/api/v1/admin/transactions``): admin keys only.
+"""Dead letters under manual review (``/api/v1/admin/dead-letters``) and transactions under
+review (``/api/v1/admin/transactions``): admin keys only, each its own tenant's; the operator
+tenant's admin keys (``operator_tenant``) everyone's.
 
 Job letters are made by the real actor runner (an actor that gives up at once on the real
 consumers of ingest, the sender and the tracker), a callback letter by the tracker's pump
@@ -92,7 +93,8 @@ async def test_job_letters_are_listed_shown_retried_onto_their_stream_and_discar
     deps = streams
     await _dead_letter_jobs(deps)
     admin = await issue_key(deps.store, TENANT, admin=True)
-    async with make_client(api_key=admin) as client:
+    # Their transactions are unknown: the letters name no tenant, the operator reviews them.
+    async with make_client(api_key=admin, operator_tenant=TENANT) as client:
         listed = await client.get(_LETTERS)
         assert listed.status_code == 200, listed.text
         items = listed.json()["items"]
@@ -207,7 +209,7 @@ async def test_a_message_letter_is_not_retried_on_its_own_but_can_be_discarded(
     )
     await keep_dead_letter(deps.store, letter)
     admin = await issue_key(deps.store, TENANT, admin=True)
-    async with make_client(api_key=admin) as client:
+    async with make_client(api_key=admin, operator_tenant=TENANT) as client:
         [item] = (await client.get(_LETTERS, params={"kind": "message"})).json()["items"]
         assert (item["id"], item["message_id"], item["attempts"]) == (letter.id, "tx-m:2", 5)
         refused = await client.post(f"{_LETTERS}/{letter.id}/retry")
@@ -264,7 +266,7 @@ async def test_a_dead_callback_letter_is_retried_by_replaying_the_callback(
     assert raw["attempts"][-1]["replay"] is True
 
 
-async def test_admin_lists_every_tenants_transactions_in_a_status(
+async def test_the_operator_lists_every_tenants_transactions_in_a_status(
     make_client: ClientFactory, deps: GatewayDeps
 ) -> None:
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -289,7 +291,7 @@ async def test_admin_lists_every_tenants_transactions_in_a_status(
         await deps.store.transactions.insert_one(to_document(tx))
     admin = await issue_key(deps.store, TENANT, admin=True)
     url = "/api/v1/admin/transactions"
-    async with make_client(api_key=admin) as client:
+    async with make_client(api_key=admin, operator_tenant=TENANT) as client:
         failed = (await client.get(url, params={"status": "FAILED", "limit": 2})).json()
         assert [i["transaction_id"] for i in failed["items"]] == [made[3].id, made[1].id]
         assert failed["items"][1]["tenant"] == OTHER_TENANT
@@ -301,6 +303,55 @@ async def test_admin_lists_every_tenants_transactions_in_a_status(
         assert rest["next_cursor"] is None
         everything = (await client.get(url)).json()["items"]
         assert [i["transaction_id"] for i in everything] == [tx.id for tx in reversed(made)]
+    # Another tenant's admin reviews its own tenant's only.
+    other_admin = await issue_key(deps.store, OTHER_TENANT, admin=True)
+    async with make_client(api_key=other_admin, operator_tenant=TENANT) as other:
+        own = (await other.get(url, params={"status": "FAILED"})).json()["items"]
+        assert [i["transaction_id"] for i in own] == [made[1].id]
     async with make_client() as not_admin:
         refused = await not_admin.get(url, params={"status": "FAILED"})
         assert refused.status_code == 403
+
+
+async def test_an_admin_reviews_its_own_tenants_letters_only(
+    make_client: ClientFactory, deps: GatewayDeps
+) -> None:
+    letters: dict[str | None, DeadLetter] = {}
+    for tenant in (TENANT, OTHER_TENANT, None):
+        transaction_id = None
+        if tenant is not None:
+            tx, _ = sent_transaction(0)
+            tx = msgspec.structs.replace(tx, tenant=tenant)
+            await deps.store.transactions.insert_one(to_document(tx))
+            transaction_id = tx.id
+        letter = DeadLetter(
+            id=f"job:{tenant}",
+            service="ingest",
+            subject=Subjects.TX_ACCEPTED,
+            stream_seq=1,
+            deliveries=10,
+            payload="{}",
+            error="boom",
+            at=datetime.now(UTC),
+            transaction_id=transaction_id,
+        )
+        await keep_dead_letter(deps.store, letter)
+        letters[tenant] = letter
+    # Each letter is stamped with its transaction's tenant when it is kept.
+    stamped = {raw["_id"]: raw.get("tenant") async for raw in deps.store.dead_letters.find()}
+    assert stamped == {f"job:{t}": t for t in letters}
+
+    admin = await issue_key(deps.store, TENANT, admin=True)
+    async with make_client(api_key=admin, operator_tenant="platform-ops") as client:
+        listed = (await client.get(_LETTERS)).json()["items"]
+        assert [i["id"] for i in listed] == [letters[TENANT].id]
+        for hidden in (letters[OTHER_TENANT], letters[None]):
+            for method, suffix in (("GET", ""), ("POST", "/retry"), ("POST", "/discard")):
+                answer = await client.request(method, f"{_LETTERS}/{hidden.id}{suffix}")
+                assert answer.status_code == 404, (hidden.id, suffix)
+                assert answer.json()["error"]["code"] == "DEAD_LETTER_NOT_FOUND"
+        assert (await client.get(f"{_LETTERS}/{letters[TENANT].id}")).status_code == 200
+    operator = await issue_key(deps.store, "platform-ops", admin=True)
+    async with make_client(api_key=operator, operator_tenant="platform-ops") as client:
+        listed = (await client.get(_LETTERS)).json()["items"]
+        assert {i["id"] for i in listed} == {letter.id for letter in letters.values()}
