@@ -84,15 +84,52 @@ TimeoutOption = Annotated[
 ]
 
 
+def parse_replicas(text: str | None) -> dict[str, int]:
+    """``sender=3,ingest=2`` -> ``{"sender": 3, "ingest": 2}``; a bad one is a usage error."""
+    replicas: dict[str, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, count = (piece.strip() for piece in part.partition("="))
+        if not sep or name not in SERVICES:
+            raise typer.BadParameter(
+                f"{part.strip()!r}: expected SERVICE=COUNT, SERVICE one of {', '.join(SERVICES)}",
+                param_hint="--replicas",
+            )
+        if name in replicas:
+            raise typer.BadParameter(f"{name} given twice", param_hint="--replicas")
+        if not count.isdigit() or int(count) < 1:
+            raise typer.BadParameter(
+                f"{part.strip()!r}: COUNT must be a whole number, 1 or more",
+                param_hint="--replicas",
+            )
+        if name == "gateway" and int(count) != 1:
+            raise typer.BadParameter("the gateway runs once: it owns GATEWAY_PORT")
+        replicas[name] = int(count)
+    return replicas
+
+
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Send the bundled demo campaign.")] = True,
     var: Annotated[Path, typer.Option(help="Where state and logs go.")] = VAR,
+    replicas: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SERVICE=N,...",
+            help="Processes per service, e.g. sender=3,ingest=2 (default: one of each).",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded stack and every service; serve until Ctrl-C."""
+    counts = parse_replicas(replicas)
     signal.signal(signal.SIGTERM, _interrupt)
-    platform = Platform(var)
-    console.print("[bold]Starting[/] NATS, the store, moto, the SES simulator and 5 services…")
+    platform = Platform(var, replicas=counts)
+    processes = sum(platform.replicas.values())
+    console.print(
+        f"[bold]Starting[/] NATS, the store, moto, the SES simulator and {processes} service "
+        "processes…"
+    )
     try:
         platform.start()
         assert platform.api_key is not None

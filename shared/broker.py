@@ -110,7 +110,8 @@ async def connect_broker(url: str, name: str) -> Broker:
 
     try:
         nc = await nats.connect(
-            url,
+            # One server or a cluster's, comma-separated (deploy/compose.yaml).
+            [server.strip() for server in url.split(",") if server.strip()],
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,

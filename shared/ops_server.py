@@ -4,7 +4,8 @@
     GET /metrics        prometheus-client's exposition of the process's metrics
                         (shared/metrics.py), with its JetStream consumers' lag read just now
     GET /health/live    200 while the process answers
-    GET /health/ready   200 when NATS is connected and the store answers, else 503
+    GET /health/ready   200 when NATS is connected and the store answers, else 503; 503 as
+                        soon as the service starts draining (SIGTERM), before its work stops
 
 The gateway serves the same three on its own port (services/gateway/health.py).
 
@@ -64,7 +65,9 @@ async def _read_lag(broker: Broker, spec: ConsumerSpec) -> None:
     CONSUMER_ACK_PENDING.labels(spec.durable).set(info.num_ack_pending or 0)
 
 
-def _app(service: str, broker: Broker, store: Store) -> web.Application:
+def _app(
+    service: str, broker: Broker, store: Store, draining: asyncio.Event | None
+) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         await update_consumer_lag(broker, service)
         return web.Response(
@@ -76,6 +79,9 @@ def _app(service: str, broker: Broker, store: Store) -> web.Application:
 
     async def ready(_: web.Request) -> web.Response:
         checks = await readiness_checks(broker, store)
+        if draining is not None:
+            # A draining process takes no new work: out of the load balancer first.
+            checks["not_draining"] = not draining.is_set()
         ok = all(checks.values())
         body = _Readiness(status="ready" if ok else "not ready", checks=checks)
         return web.Response(
@@ -93,11 +99,19 @@ def _app(service: str, broker: Broker, store: Store) -> web.Application:
 
 @asynccontextmanager
 async def serve_ops(
-    service: str, broker: Broker, store: Store, host: str, port: int
+    service: str,
+    broker: Broker,
+    store: Store,
+    host: str,
+    port: int,
+    *,
+    draining: asyncio.Event | None = None,
 ) -> AsyncIterator[int]:
     """Serve the ops endpoint while the context is open; yields the port it listens on
-    (the one chosen when ``port`` is 0)."""
-    runner = web.AppRunner(_app(service, broker, store), access_log=None, handle_signals=False)
+    (the one chosen when ``port`` is 0). Once ``draining`` is set, readiness answers 503."""
+    runner = web.AppRunner(
+        _app(service, broker, store, draining), access_log=None, handle_signals=False
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -2,7 +2,9 @@
 
 Each service's ``__main__`` builds its workers from a ``Runtime`` and hands them to
 ``run_service``; SIGTERM or SIGINT stops every worker, which finishes what it holds. With
-``OPS_PORT`` set, the ops endpoint (shared/ops_server.py) serves /metrics and the probes.
+``OPS_PORT`` set, the ops endpoint (shared/ops_server.py) serves /metrics and the probes;
+readiness turns false the moment draining starts, and the endpoint answers until the
+workers are done.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ async def open_runtime(name: str, settings: ServiceSettings, exits: AsyncExitSta
     indexes in place."""
     broker = await connect_broker(settings.nats_url, name)
     exits.push_async_callback(broker.close)
-    await ensure_topology(broker.js)
+    await ensure_topology(broker.js, settings.nats_stream_replicas)
     store = await connect_store(settings.mongodb_uri, settings.mongodb_db)
     exits.push_async_callback(store.close)
     await ensure_indexes(store.db)
@@ -62,15 +64,23 @@ async def run_service(
     configure_logging(name, settings.log_format, settings.log_level)
     async with AsyncExitStack() as exits:
         runtime = await open_runtime(name, settings, exits)
+        draining = asyncio.Event()
         if settings.ops_port is not None:
             # Up before the workers and down after they drain: scraped and probed throughout.
             await exits.enter_async_context(
-                serve_ops(name, runtime.broker, runtime.store, settings.ops_host, settings.ops_port)
+                serve_ops(
+                    name,
+                    runtime.broker,
+                    runtime.store,
+                    settings.ops_host,
+                    settings.ops_port,
+                    draining=draining,
+                )
             )
         workers = await build(runtime)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _stop_all, workers, sig)
+            loop.add_signal_handler(sig, _stop_all, workers, sig, draining)
         log.info("started", workers=[type(w).__name__ for w in workers])
         async with asyncio.TaskGroup() as group:
             for worker in workers:
@@ -78,7 +88,9 @@ async def run_service(
         log.info("stopped", store_commands=runtime.store.commands.count)
 
 
-def _stop_all(workers: Sequence[Worker], sig: signal.Signals) -> None:
+def _stop_all(workers: Sequence[Worker], sig: signal.Signals, draining: asyncio.Event) -> None:
+    # Not ready first, then stop fetching: a probe never sees a draining process as ready.
+    draining.set()
     log.info("draining", signal=sig.name)
     for worker in workers:
         worker.stop()

@@ -54,6 +54,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # serves these on its own port and ignores both.
     ops_host: str = "127.0.0.1"
     ops_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] | None = None
+    # The JetStream streams' and key-value buckets' replicas (ensure_topology): 1 on one
+    # server (the embedded stack), 3 on a 3-node cluster (deploy/compose.yaml, deploy/k8s).
+    nats_stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
 
 
 class CsvSettings(ServiceSettings, frozen=True, kw_only=True):

@@ -6,6 +6,7 @@ start-up, so whichever starts first builds it and the rest find it in place.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import msgspec
@@ -274,8 +275,11 @@ def all_consumers() -> list[ConsumerSpec]:
     return [spec for spec in vars(CONSUMERS).values() if isinstance(spec, ConsumerSpec)]
 
 
-async def ensure_topology(js: JetStreamContext) -> None:
-    for stream in STREAMS:
+async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> None:
+    """``replicas``: each stream's and bucket's copies (``nats_stream_replicas``); raising
+    it on a cluster scales existing streams up in place."""
+    for config in STREAMS:
+        stream = dataclasses.replace(config, num_replicas=replicas)
         try:
             await js.update_stream(stream)
         except NotFoundError:
@@ -286,4 +290,4 @@ async def ensure_topology(js: JetStreamContext) -> None:
                 await js.update_stream(stream)
     for spec in all_consumers():
         await js.add_consumer(spec.stream, spec.config())
-    await js.create_key_value(KV.SENDER)
+    await js.create_key_value(dataclasses.replace(KV.SENDER, replicas=replicas))

@@ -116,6 +116,11 @@ class Platform:
         self.info = running_stack
         self.processes = ProcessGroup(self.root / "services")
         self.replicas = dict.fromkeys(SERVICES, 1) | dict(replicas or {})
+        # Several of each worker service, each with its own OPS_PORT; one gateway, on its port.
+        if set(self.replicas) - set(SERVICES) or min(self.replicas.values()) < 1:
+            raise ValueError(f"replicas: services {SERVICES}, 1 or more of each: {replicas}")
+        if self.replicas["gateway"] != 1:
+            raise ValueError("one gateway: it owns GATEWAY_PORT")
         self.service_env = dict(service_env or {})
         self.api_key: str | None = None
         self.env: dict[str, str] = {}

@@ -1,0 +1,130 @@
+"""SIGTERM to a busy sender (a real process, mid-campaign): its readiness turns false first,
+it finishes the batches it holds within the grace period -- sends go on after readiness
+went false, and it leaves no message claimed -- and exits 0; a replacement completes the
+campaign with every message sent exactly once (the simulator's log, by message id).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from cli.client import PlatformClient
+from stack.launcher import Stack
+from stack.platform import Platform
+from stack.processes import free_port
+
+MESSAGES = 1_000
+RATE = 100
+GRACE = 10.0  # what the platform (and a container runtime) gives a process before SIGKILL
+DB = "graceful_shutdown"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("graceful")
+    port = free_port()
+    with (
+        Stack(
+            root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=RATE, environ={}
+        ) as info,
+        Platform(
+            root,
+            gateway_port=port,
+            running_stack=info,
+            service_env={
+                "MONGODB_DB": DB,
+                # Two batches of 50 in flight at most: a second's work at this rate.
+                "BATCH_SIZE": "50",
+                "CONCURRENCY": "2",
+                "SEND_CHUNK_SIZE": "25",
+                "SES_MAX_SEND_RATE": str(RATE),
+            },
+        ) as running,
+    ):
+        yield running
+
+
+def recipients(path: Path, n: int) -> Path:
+    lines = ["email,name", *(f"success+{i}@simulator.amazonses.com,U{i}" for i in range(n))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sends_by_message(sim_url: str, tx_id: str) -> Counter[str]:
+    log = httpx.get(f"{sim_url}/_sim/sends", timeout=30).json()
+    return Counter(s["tags"]["message_id"] for s in log if s["tags"].get("transaction_id") == tx_id)
+
+
+def ready(ops_url: str) -> bool | None:
+    """The readiness probe's answer; None when nothing answers (the process is gone)."""
+    try:
+        return httpx.get(f"{ops_url}/health/ready", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return None
+
+
+def test_sigterm_drains_a_busy_sender(platform: Platform, tmp_path: Path) -> None:
+    assert platform.api_key is not None
+    assert platform.info is not None
+    assert platform.info.mongodb_uri is not None
+    sim_url = platform.info.sim_url
+    assert sim_url is not None
+    ops_url = platform.ops_urls["sender"]
+    with PlatformClient(platform.gateway_url, api_key=platform.api_key) as client:
+        template = client.create_template(
+            {"name": "drain", "subject": "Hi {{ name }}", "text": "Hello {{ name }}"}
+        )
+        tx_id = client.submit(recipients(tmp_path / "r.csv", MESSAGES), template["id"])[
+            "transaction_id"
+        ]
+        while sum(sends_by_message(sim_url, tx_id).values()) < MESSAGES // 5:
+            time.sleep(0.1)
+        assert ready(ops_url) is True
+
+        # SIGTERM, as a container runtime or `Platform.stop` sends it.
+        os.kill(platform.processes.pid("sender"), signal.SIGTERM)
+        signalled = time.monotonic()
+        answers = [ready(ops_url)]
+        while answers[-1] is True and time.monotonic() - signalled < GRACE:
+            answers.append(ready(ops_url))
+        # Readiness went false while the process was still up and answering...
+        assert answers[-1] is False, answers
+        sent_when_unready = sum(sends_by_message(sim_url, tx_id).values())
+        # ... and it exits on its own, in time, with 0.
+        code = platform.processes.stop("sender", timeout=GRACE)
+        drained_in = time.monotonic() - signalled
+        assert code == 0
+        assert drained_in < GRACE, drained_in
+        sent_at_exit = sum(sends_by_message(sim_url, tx_id).values())
+        # It finished its in-flight batches: sends went on after readiness went false, and it
+        # left no message claimed for a lease to expire.
+        assert sent_at_exit > sent_when_unready
+        assert sent_at_exit < MESSAGES
+        store: MongoClient[dict[str, object]] = MongoClient(platform.info.mongodb_uri)
+        try:
+            claimed = store[DB]["messages"].count_documents(
+                {"transaction_id": tx_id, "status": "SENDING"}
+            )
+        finally:
+            store.close()
+        assert claimed == 0
+
+        # A replacement picks up what was left.
+        platform.restart("sender")
+        record = client.wait(tx_id, timeout=60)
+
+    assert record["status"] == "COMPLETED", record
+    sends = sends_by_message(sim_url, tx_id)
+    assert len(sends) == MESSAGES, f"lost: {MESSAGES - len(sends)}"
+    assert [m for m, n in sends.items() if n > 1] == []
