@@ -29,9 +29,8 @@ import httpx
 import pytest
 
 from cli.client import PlatformClient
-from stack.launcher import Stack
 from stack.platform import Platform
-from stack.processes import free_port
+from tests.integration.own_platform import own_platform
 
 MESSAGES = 5_000
 PARTS = 4
@@ -46,28 +45,20 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("scale-out")
-    port = free_port()
-    with (
-        # environ={}: every server of its own, whatever the session's stack put in os.environ.
-        Stack(
-            root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=RATE, environ={}
-        ) as info,
-        Platform(
-            root,
-            gateway_port=port,
-            running_stack=info,
-            replicas={"sender": SENDERS, "ingest": INGESTS},
-            service_env={
-                "MONGODB_DB": "scale_out",
-                "BATCH_SIZE": "100",
-                "SES_MAX_SEND_RATE": str(RATE),
-                # The killed replica's claims are taken over within seconds, not minutes.
-                "SEND_LEASE_SECONDS": "3",
-                "SEND_RESOLVE_GRACE_SECONDS": "2",
-                "SEND_CHUNK_SIZE": "50",
-            },
-        ) as running,
-    ):
+    with own_platform(
+        root,
+        rate=RATE,
+        replicas={"sender": SENDERS, "ingest": INGESTS},
+        service_env={
+            "MONGODB_DB": "scale_out",
+            "BATCH_SIZE": "100",
+            "SES_MAX_SEND_RATE": str(RATE),
+            # The killed replica's claims are taken over within seconds, not minutes.
+            "SEND_LEASE_SECONDS": "3",
+            "SEND_RESOLVE_GRACE_SECONDS": "2",
+            "SEND_CHUNK_SIZE": "50",
+        },
+    ) as running:
         yield running
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +17,8 @@ import pytest
 from pymongo import MongoClient
 
 from cli.client import PlatformClient
-from stack.launcher import Stack
 from stack.platform import Platform
-from stack.processes import free_port
+from tests.integration.own_platform import own_platform, sends_by_message
 
 MESSAGES = 1_000
 RATE = 100
@@ -33,25 +31,18 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("graceful")
-    port = free_port()
-    with (
-        Stack(
-            root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=RATE, environ={}
-        ) as info,
-        Platform(
-            root,
-            gateway_port=port,
-            running_stack=info,
-            service_env={
-                "MONGODB_DB": DB,
-                # Two batches of 50 in flight at most: a second's work at this rate.
-                "BATCH_SIZE": "50",
-                "CONCURRENCY": "2",
-                "SEND_CHUNK_SIZE": "25",
-                "SES_MAX_SEND_RATE": str(RATE),
-            },
-        ) as running,
-    ):
+    with own_platform(
+        root,
+        rate=RATE,
+        service_env={
+            "MONGODB_DB": DB,
+            # Two batches of 50 in flight at most: a second's work at this rate.
+            "BATCH_SIZE": "50",
+            "CONCURRENCY": "2",
+            "SEND_CHUNK_SIZE": "25",
+            "SES_MAX_SEND_RATE": str(RATE),
+        },
+    ) as running:
         yield running
 
 
@@ -59,11 +50,6 @@ def recipients(path: Path, n: int) -> Path:
     lines = ["email,name", *(f"success+{i}@simulator.amazonses.com,U{i}" for i in range(n))]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def sends_by_message(sim_url: str, tx_id: str) -> Counter[str]:
-    log = httpx.get(f"{sim_url}/_sim/sends", timeout=30).json()
-    return Counter(s["tags"]["message_id"] for s in log if s["tags"].get("transaction_id") == tx_id)
 
 
 def ready(ops_url: str) -> bool | None:

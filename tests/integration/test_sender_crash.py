@@ -15,14 +15,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from pymongo import MongoClient
 
 from cli.client import PlatformClient
-from stack.launcher import Stack
 from stack.platform import Platform
-from stack.processes import free_port
+from tests.integration.own_platform import own_platform, sends_by_message
 
 TRIALS = int(os.environ.get("CHAOS_TRIALS", "1"))
 MESSAGES = 2_000
@@ -35,27 +33,19 @@ pytestmark = pytest.mark.timeout(300 * TRIALS)
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("sender-crash")
-    port = free_port()
-    with (
-        # environ={}: every server of its own, whatever the session's stack put in os.environ.
-        Stack(
-            root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=RATE, environ={}
-        ) as info,
-        Platform(
-            root,
-            gateway_port=port,
-            running_stack=info,
-            service_env={
-                "MONGODB_DB": "sender_crash",
-                "BATCH_SIZE": "100",
-                "SES_MAX_SEND_RATE": str(RATE),
-                # A lost attempt is decided within seconds here, not minutes.
-                "SEND_LEASE_SECONDS": "3",
-                "SEND_RESOLVE_GRACE_SECONDS": "2",
-                "SEND_CHUNK_SIZE": "50",
-            },
-        ) as running,
-    ):
+    with own_platform(
+        root,
+        rate=RATE,
+        service_env={
+            "MONGODB_DB": "sender_crash",
+            "BATCH_SIZE": "100",
+            "SES_MAX_SEND_RATE": str(RATE),
+            # A lost attempt is decided within seconds here, not minutes.
+            "SEND_LEASE_SECONDS": "3",
+            "SEND_RESOLVE_GRACE_SECONDS": "2",
+            "SEND_CHUNK_SIZE": "50",
+        },
+    ) as running:
         yield running
 
 
@@ -63,11 +53,6 @@ def recipients(path: Path, n: int) -> Path:
     lines = ["email,name", *(f"user{i}@example.org,U{i}" for i in range(n))]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def sends_by_message(sim_url: str, tx_id: str) -> Counter[str]:
-    log = httpx.get(f"{sim_url}/_sim/sends", timeout=30).json()
-    return Counter(s["tags"]["message_id"] for s in log if s["tags"].get("transaction_id") == tx_id)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))

@@ -1,0 +1,48 @@
+"""A platform on a stack of its own, for the tests that kill, stop or multiply services,
+and the simulator's log of what it was sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from stack.launcher import Stack
+from stack.platform import Platform
+from stack.processes import free_port
+
+
+@contextmanager
+def own_platform(
+    root: Path,
+    *,
+    rate: int,
+    service_env: Mapping[str, str],
+    replicas: Mapping[str, int] | None = None,
+) -> Iterator[Platform]:
+    """The platform on its own stack (``environ={}``: every server of its own, whatever the
+    session's stack put in os.environ), the simulator's ceiling at ``rate`` and its events
+    straight onto NATS."""
+    port = free_port()
+    with (
+        Stack(
+            root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=rate, environ={}
+        ) as info,
+        Platform(
+            root,
+            gateway_port=port,
+            running_stack=info,
+            replicas=dict(replicas or {}),
+            service_env=dict(service_env),
+        ) as running,
+    ):
+        yield running
+
+
+def sends_by_message(sim_url: str, tx_id: str) -> Counter[str]:
+    """How many times the simulator was sent each message of the transaction."""
+    log = httpx.get(f"{sim_url}/_sim/sends", timeout=30).json()
+    return Counter(s["tags"]["message_id"] for s in log if s["tags"].get("transaction_id") == tx_id)
