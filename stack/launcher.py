@@ -27,6 +27,7 @@ import msgspec
 import pymongo
 
 from stack.processes import ProcessGroup, StartupError, free_port
+from stack.store_sweeper import StoreSweeper
 
 __all__ = ["Stack", "StackInfo", "read_info"]
 
@@ -166,6 +167,7 @@ class Stack:
         self.processes = ProcessGroup(self.root)
         self.info: StackInfo | None = None
         self.startup_seconds: dict[str, float] = {}
+        self._sweeper: StoreSweeper | None = None
 
     def __enter__(self) -> StackInfo:
         return self.start()
@@ -194,6 +196,9 @@ class Stack:
         return info
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
         self.processes.stop_all(timeout)
         if self.info is not None:
             self.info_path.unlink(missing_ok=True)
@@ -226,6 +231,9 @@ class Stack:
             ses_endpoint = sim_url
 
         self._wait_all(waits)
+        if "store" in waits:
+            self._sweeper = StoreSweeper(mongodb_uri)
+            self._sweeper.start()
         if ours_aws:
             created = self._provision(aws_endpoint)
             if created != queue_url:
