@@ -11,6 +11,12 @@
 While ``handle`` runs, the message is kept alive with in-progress acks so long work is
 not redelivered to another replica. ``stop`` makes the runner stop fetching, finish what
 it holds and return: the graceful drain on SIGTERM.
+
+An actor whose events can be joined (``merge_limit`` > 1, ``merge``) gets the messages a
+fetch returns together, up to ``merge_limit``, as one event: its fixed cost per event (the
+store round trips, the announcements) is paid once for all of them. Under load fetches
+return more, so batches grow with the load. If the joined event fails, each message is
+handled on its own, so one bad message is retried or dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from asyncio import FIRST_COMPLETED
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import msgspec
 import structlog
@@ -49,9 +56,16 @@ class Actor(ABC, Generic[E]):
 
     spec: ConsumerSpec
     event_type: type[E]
+    # How many deliveries may be handled as one event (see ``merge``).
+    merge_limit: ClassVar[int] = 1
 
     @abstractmethod
     async def handle(self, event: E) -> None: ...
+
+    def merge(self, events: Sequence[E]) -> E:
+        """One event that handling is the same as handling each of ``events`` (in order);
+        needed only with a ``merge_limit`` above 1."""
+        raise NotImplementedError
 
 
 class ActorRunner(Generic[E]):
@@ -90,8 +104,9 @@ class ActorRunner(Generic[E]):
                     # Every slot is busy: wait for one to free up, or for stop.
                     await asyncio.wait({stopped, *self._in_flight}, return_when=FIRST_COMPLETED)
                     continue
+                limit = self.actor.merge_limit
                 try:
-                    msgs = await sub.fetch(batch=free, timeout=self.fetch_timeout)
+                    msgs = await sub.fetch(batch=free * limit, timeout=self.fetch_timeout)
                 except (TimeoutError, NatsTimeoutError):
                     msgs = []
                 except NatsError as e:
@@ -100,8 +115,8 @@ class ActorRunner(Generic[E]):
                     log.warning("fetch failed", consumer=self.spec.durable, error=repr(e))
                     await asyncio.wait({stopped}, timeout=self.fetch_timeout)
                     continue
-                for msg in msgs:
-                    task = asyncio.create_task(self._process_or_leave(msg))
+                for start in range(0, len(msgs), limit):
+                    task = asyncio.create_task(self._process_or_leave(msgs[start : start + limit]))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if until_idle and not msgs and not self._in_flight and await _idle(sub):
@@ -113,13 +128,39 @@ class ActorRunner(Generic[E]):
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _process_or_leave(self, msg: Msg) -> None:
+    async def _process_or_leave(self, msgs: list[Msg]) -> None:
         try:
-            await self._process(msg)
+            if len(msgs) == 1 or not await self._process_merged(msgs):
+                for msg in msgs:
+                    await self._process(msg)
         except Exception:
-            # Settling failed (the connection dropped): unacknowledged, the message comes
+            # Settling failed (the connection dropped): unacknowledged, the messages come
             # back after ack_wait, and handlers are idempotent.
-            log.exception("could not settle", consumer=self.spec.durable, subject=msg.subject)
+            log.exception("could not settle", consumer=self.spec.durable, messages=len(msgs))
+
+    async def _process_merged(self, msgs: list[Msg]) -> bool:
+        """Handle ``msgs`` as one event and ack them all; False when that failed (nothing
+        is settled then: each is handled on its own, with its own retries)."""
+        try:
+            events = [self._decoder.decode(msg.data) for msg in msgs]
+        except msgspec.DecodeError:
+            return False
+        keepalive = [asyncio.create_task(self._keep_alive(msg)) for msg in msgs]
+        try:
+            await self.actor.handle(self.actor.merge(events))
+        except Exception as e:
+            log.warning(
+                "merged events failed; one at a time",
+                consumer=self.spec.durable,
+                messages=len(msgs),
+                error=repr(e),
+            )
+            return False
+        finally:
+            for task in keepalive:
+                task.cancel()
+        await asyncio.gather(*(msg.ack() for msg in msgs))
+        return True
 
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
 import pytest
@@ -485,3 +485,93 @@ async def test_until_idle_waits_for_a_pending_redelivery(make_queue: MakeQueue) 
         await queue.runner(actor).run(until_idle=True)
     assert actor.seen == [Ping(n=1), Ping(n=1)]
     assert await queue.stored() == 0
+
+
+# -- joined deliveries ------------------------------------------------------------------------
+
+
+class Pings(msgspec.Struct, frozen=True, kw_only=True):
+    ns: list[int]
+
+
+class Joiner(Actor[Pings]):
+    """Joins up to ``merge_limit`` deliveries; fails every event that holds ``poison``."""
+
+    event_type = Pings
+    merge_limit = 10
+
+    def __init__(self, spec: ConsumerSpec, poison: int | None = None) -> None:
+        self.spec = spec
+        self.poison = poison
+        self.handled: list[list[int]] = []
+
+    def merge(self, events: Sequence[Pings]) -> Pings:
+        return Pings(ns=[n for event in events for n in event.ns])
+
+    async def handle(self, event: Pings) -> None:
+        if self.poison in event.ns:
+            raise PermanentError(f"{self.poison} is poison")
+        self.handled.append(event.ns)
+
+
+async def publish_pings(queue: Queue, ns: range) -> list[int]:
+    acks = [
+        await queue.runtime.broker.publish(queue.subject, Pings(ns=[n]), msg_id=uuid.uuid4().hex)
+        for n in ns
+    ]
+    return [ack.seq for ack in acks]
+
+
+def joiner_runner(queue: Queue, actor: Joiner) -> ActorRunner[Pings]:
+    return ActorRunner(
+        actor, queue.runtime.broker, queue.runtime.store, concurrency=4, fetch_timeout=0.2
+    )
+
+
+async def test_waiting_deliveries_are_joined_up_to_the_merge_limit(
+    make_queue: MakeQueue,
+) -> None:
+    queue = await make_queue()
+    await publish_pings(queue, range(25))
+    actor = Joiner(queue.spec)
+    async with asyncio.timeout(RUN_LIMIT):
+        await joiner_runner(queue, actor).run(until_idle=True)
+    assert sorted(n for ns in actor.handled for n in ns) == list(range(25))
+    assert max(len(ns) for ns in actor.handled) > 1
+    assert all(len(ns) <= Joiner.merge_limit for ns in actor.handled)
+    await queue.settled()
+    assert await queue.stored() == 0
+    assert await queue.dead_letters() == []
+
+
+async def test_a_failing_joined_event_is_handled_one_delivery_at_a_time(
+    make_queue: MakeQueue,
+) -> None:
+    queue = await make_queue()
+    seqs = await publish_pings(queue, range(5))
+    actor = Joiner(queue.spec, poison=3)
+    async with asyncio.timeout(RUN_LIMIT):
+        await joiner_runner(queue, actor).run(until_idle=True)
+    # The others went through (joined or alone), the poison one alone to the dead letters.
+    assert sorted(n for ns in actor.handled for n in ns) == [0, 1, 2, 4]
+    [letter] = await queue.dead_letters()
+    assert letter.stream_seq == seqs[3]
+    assert letter.deliveries == 1
+    await queue.settled()
+    assert await queue.stored() == 0
+
+
+async def test_an_undecodable_delivery_among_joined_ones_is_dead_lettered_alone(
+    make_queue: MakeQueue,
+) -> None:
+    queue = await make_queue()
+    await publish_pings(queue, range(2))
+    bad = await queue.publish_raw(b"not json")
+    await publish_pings(queue, range(2, 4))
+    actor = Joiner(queue.spec)
+    async with asyncio.timeout(RUN_LIMIT):
+        await joiner_runner(queue, actor).run(until_idle=True)
+    assert sorted(n for ns in actor.handled for n in ns) == [0, 1, 2, 3]
+    [letter] = await queue.dead_letters()
+    assert letter.stream_seq == bad
+    assert letter.payload == "not json"
