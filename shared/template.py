@@ -10,7 +10,9 @@ Parse once, render many: ``compile_template`` does the parsing and compiling, an
 sender calls ``CompiledTemplate.render`` for each recipient.
 
 Every jinja2 error becomes ``shared.errors.TemplateError`` here, so nothing above this
-module sees a jinja2 exception.
+module sees a jinja2 exception. A template is client input: it runs in
+``shared.template_sandbox``, which bounds what a render may spend, and a template nested
+too deeply for the parser or for Python's compiler is a TemplateError too.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import TYPE_CHECKING, Final
 import jinja2
 import msgspec
 from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
 
 from shared.errors import TemplateError
+from shared.template_sandbox import BoundedEnvironment, budget
 
 if TYPE_CHECKING:
     from jinja2 import nodes
@@ -40,10 +42,18 @@ _EXPRESSION_ERRORS: Final = (
     TypeError,
     ValueError,
 )
+# What a template too deep or too big for Python raises: from Jinja's recursive parser and
+# code generator, from compiling the generated code ("too many statically nested blocks"),
+# and at render from a macro calling itself. The template's fault too, so a TemplateError.
+_RESOURCE_ERRORS: Final = (RecursionError, MemoryError, SyntaxError)
+_TEMPLATE_FAULTS: Final = (*_EXPRESSION_ERRORS, *_RESOURCE_ERRORS)
+# The longest part a render may return. SES refuses a message over 10 MB, encoding
+# included; no real email comes near.
+_MAX_PART_CHARS: Final = 5_000_000
 
 
-def _environment(*, autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+def _environment(*, autoescape: bool) -> BoundedEnvironment:
+    return BoundedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
         # A text body ending in a newline keeps it: what the client wrote is what is sent.
@@ -66,22 +76,25 @@ class RenderedEmail(msgspec.Struct, frozen=True, kw_only=True):
 class _Part:
     __slots__ = ("name", "template", "variables")
 
-    def __init__(self, name: str, source: str, environment: SandboxedEnvironment) -> None:
+    def __init__(self, name: str, source: str, environment: BoundedEnvironment) -> None:
         self.name = name
         tree = _parse(name, source, environment)
-        self.variables: frozenset[str] = frozenset(meta.find_undeclared_variables(tree))
+        self.variables = _variables(name, tree)
         try:
-            self.template = environment.from_string(tree)
-        except jinja2.TemplateError as e:
+            self.template = environment.from_string(environment.metered(tree))
+        except _TEMPLATE_FAULTS as e:
             raise TemplateError(f"{name} part: {_describe(e)}") from e
 
     def render(self, data: Mapping[str, str]) -> str:
         try:
-            return self.template.render(data)
+            text = self.template.render(data)
         except jinja2.UndefinedError as e:
             raise TemplateError(f"{self.name} part: {e.message}") from e
-        except _EXPRESSION_ERRORS as e:
+        except _TEMPLATE_FAULTS as e:
             raise TemplateError(f"{self.name} part: {_describe(e)}") from e
+        if len(text) > _MAX_PART_CHARS:
+            raise TemplateError(f"{self.name} part: longer than {_MAX_PART_CHARS} characters")
+        return text
 
 
 class CompiledTemplate:
@@ -97,12 +110,14 @@ class CompiledTemplate:
         self.placeholders: list[str] = sorted(frozenset().union(*(p.variables for p in parts)))
 
     def render(self, data: Mapping[str, str]) -> RenderedEmail:
-        """Render every part with ``data``; a placeholder missing from it is a TemplateError."""
-        return RenderedEmail(
-            subject=_one_line(self._subject.render(data)),
-            html=None if self._html is None else self._html.render(data),
-            text=None if self._text is None else self._text.render(data),
-        )
+        """Render every part with ``data``; a placeholder missing from it is a TemplateError,
+        and so is a render over its budget (``shared.template_sandbox``), one for all parts."""
+        with budget():
+            return RenderedEmail(
+                subject=_one_line(self._subject.render(data)),
+                html=None if self._html is None else self._html.render(data),
+                text=None if self._text is None else self._text.render(data),
+            )
 
 
 def compile_template(subject: str, html: str | None, text: str | None) -> CompiledTemplate:
@@ -121,15 +136,24 @@ def placeholders(subject: str, html: str | None, text: str | None) -> list[str]:
         ("text", text, _PLAIN),
     ):
         if source is not None:
-            names |= meta.find_undeclared_variables(_parse(name, source, environment))
+            names |= _variables(name, _parse(name, source, environment))
     return sorted(names)
 
 
-def _parse(name: str, source: str, environment: SandboxedEnvironment) -> nodes.Template:
+def _parse(name: str, source: str, environment: BoundedEnvironment) -> nodes.Template:
     try:
         return environment.parse(source)
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"{name} part, line {e.lineno}: {e.message}") from e
+    except _TEMPLATE_FAULTS as e:
+        raise TemplateError(f"{name} part: {_describe(e)}") from e
+
+
+def _variables(name: str, tree: nodes.Template) -> frozenset[str]:
+    try:
+        return frozenset(meta.find_undeclared_variables(tree))
+    except _TEMPLATE_FAULTS as e:  # a tree too deep for the code generator
+        raise TemplateError(f"{name} part: {_describe(e)}") from e
 
 
 def _describe(e: BaseException) -> str:
@@ -137,6 +161,12 @@ def _describe(e: BaseException) -> str:
         return f"line {e.lineno}: {e.message}"
     if isinstance(e, jinja2.TemplateError):
         return e.message or type(e).__name__
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, SyntaxError):
+        return f"too complex to compile: {e.msg}"
+    if isinstance(e, MemoryError):
+        return "needs too much memory"
     return f"{type(e).__name__}: {e}"
 
 

@@ -75,7 +75,7 @@ class AlertController(Controller):
             "late_schedule, stuck_not_recovered) and the sender's sending_paused; firing "
             "ones first. Transactions are listed when they are this tenant's."
         ),
-        responses=error_responses(Code.FORBIDDEN),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.FORBIDDEN),
     )
     async def list_current_alerts(
         self,

@@ -31,6 +31,7 @@ from services.gateway.deps import GatewayDeps, open_deps, provide_deps, provide_
 from services.gateway.errors import exception_handlers
 from services.gateway.event_stream import EventStreamController
 from services.gateway.health import HealthController, MetricsController
+from services.gateway.json_body import require_json
 from services.gateway.keys import KeyController
 from services.gateway.suppressions import SuppressionController
 from services.gateway.templates import TemplateController
@@ -81,6 +82,7 @@ def create_app(settings: GatewaySettings, deps: GatewayDeps | None = None) -> Li
             AlertController,
         ],
         middleware=[ApiKeyAuth(settings)],
+        guards=[require_json],
         security=[{SECURITY_SCHEME: []}],
     )
     return Litestar(

@@ -79,7 +79,7 @@ class AuditController(Controller):
             "Status history (seconds in each status), callbacks with every try, dead letters "
             "and operator actions (who: the API key's id and prefix, its tenant; when; what)."
         ),
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def get_audit(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant

@@ -110,7 +110,7 @@ class CallbackController(Controller):
             "One callback per status change since ACCEPT, in the order of the changes "
             "(`seq`); none when the transaction has no `callback_url`."
         ),
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def list_callbacks(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
@@ -130,7 +130,9 @@ class CallbackController(Controller):
             "callbacks still pending; the try is added to its `attempts`. Same body, same "
             "`webhook-id`, a new `webhook-timestamp` and signature."
         ),
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND, Code.CALLBACK_NOT_FOUND),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND, Code.CALLBACK_NOT_FOUND
+        ),
     )
     async def replay_callback(
         self,

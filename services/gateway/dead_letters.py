@@ -200,7 +200,9 @@ class DeadLetterController(Controller):
     @get(
         "/{letter_id:str}",
         summary="A dead letter: its payload, error, attempts and review history",
-        responses=error_responses(Code.FORBIDDEN, Code.DEAD_LETTER_NOT_FOUND),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.FORBIDDEN, Code.DEAD_LETTER_NOT_FOUND
+        ),
     )
     async def get_dead_letter(
         self, letter_id: FromPath[str], deps: Deps, settings: Settings, caller: Caller
@@ -220,6 +222,7 @@ class DeadLetterController(Controller):
             "letter's `history` and as an operator action of its transaction. No body."
         ),
         responses=error_responses(
+            Code.VALIDATION_ERROR,
             Code.FORBIDDEN,
             Code.DEAD_LETTER_NOT_FOUND,
             Code.DEAD_LETTER_CLOSED,
@@ -252,7 +255,10 @@ class DeadLetterController(Controller):
             "409 `DEAD_LETTER_CLOSED`. Recorded like a retry. No body."
         ),
         responses=error_responses(
-            Code.FORBIDDEN, Code.DEAD_LETTER_NOT_FOUND, Code.DEAD_LETTER_CLOSED
+            Code.VALIDATION_ERROR,
+            Code.FORBIDDEN,
+            Code.DEAD_LETTER_NOT_FOUND,
+            Code.DEAD_LETTER_CLOSED,
         ),
     )
     async def discard_dead_letter(

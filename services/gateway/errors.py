@@ -125,7 +125,12 @@ CODES: Final[dict[Code, CodeSpec]] = {
         status=413, description="A request body (other than an uploaded file) over its limit."
     ),
     Code.TEMPLATE_SYNTAX_ERROR: CodeSpec(
-        status=400, description="A template whose subject or body does not parse."
+        status=400,
+        description=(
+            "A template whose subject or body does not parse, or is nested too deeply to "
+            "compile (brackets, filter chains or loops nested past the parser's or Python's "
+            "limits); `message` names the part."
+        ),
     ),
     # A bad field of the request, not a missing resource at the request's URL.
     Code.TEMPLATE_NOT_FOUND: CodeSpec(
@@ -171,7 +176,10 @@ CODES: Final[dict[Code, CodeSpec]] = {
     Code.EMPTY_FILE: CodeSpec(status=400, description="A submitted file of 0 bytes."),
     Code.FILE_TOO_LARGE: CodeSpec(
         status=413,
-        description="A submitted file over the upload limit, `max_upload_bytes` (default 100 MiB).",
+        description=(
+            "A submitted file over the upload limit, `max_upload_bytes` (default 100 MiB), or "
+            "a multipart/form-data body over that limit plus 64 KiB for its other parts."
+        ),
     ),
     Code.INVALID_CALLBACK_URL: CodeSpec(
         status=400,
@@ -411,6 +419,19 @@ def _platform_error(request: Request[Any, Any, Any], exc: PlatformError) -> Resp
     return _unexpected(request, exc)
 
 
+def _undecodable(
+    request: Request[Any, Any, Any], exc: RecursionError | UnicodeDecodeError
+) -> Response[ErrorBody]:
+    # msgspec's JSON decoder raises these for a body nested deeper than its limit
+    # (``[[[[...``, a few KiB) and for a string that is not UTF-8; Litestar turns only its
+    # DecodeError into a 400. Bad input, not our failure.
+    if isinstance(exc, UnicodeDecodeError):
+        return _answer(Code.VALIDATION_ERROR, "the body is not valid UTF-8")
+    if "deserializing" in str(exc):
+        return _answer(Code.VALIDATION_ERROR, "the JSON body is nested too deeply")
+    return _unexpected(request, exc)
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return _answer(Code.INTERNAL_ERROR, "internal error")
@@ -422,6 +443,8 @@ def exception_handlers() -> ExceptionHandlersMap:
         ValidationException: _validation_error,
         HTTPException: _http_error,
         PlatformError: _platform_error,
+        RecursionError: _undecodable,
+        UnicodeDecodeError: _undecodable,
         Exception: _unexpected,
     }
 

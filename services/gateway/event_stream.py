@@ -152,7 +152,7 @@ class EventStreamController(Controller):
             "stream closes after `end`. Authenticated with the `Authorization` header."
         ),
         media_type="text/event-stream",
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def stream_events(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant

@@ -84,7 +84,9 @@ class KeyController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Create an API key for this tenant",
         description="The answer holds the key; only its hash is stored, so save it now.",
-        responses=error_responses(Code.VALIDATION_ERROR, Code.FORBIDDEN),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.FORBIDDEN, Code.UNSUPPORTED_MEDIA_TYPE
+        ),
     )
     async def create_api_key(
         self, data: JSONBody[NewKey], deps: Deps, tenant: Tenant
@@ -116,7 +118,7 @@ class KeyController(Controller):
         status_code=HTTP_200_OK,
         summary="Revoke an API key of this tenant",
         description="At once and for good; revoking a revoked key changes nothing.",
-        responses=error_responses(Code.FORBIDDEN, Code.KEY_NOT_FOUND),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.FORBIDDEN, Code.KEY_NOT_FOUND),
     )
     async def revoke_api_key(self, key_id: FromPath[str], deps: Deps, tenant: Tenant) -> KeyView:
         revoked = await revoke_key(deps.store, key_id, tenant=tenant)

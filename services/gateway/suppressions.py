@@ -174,7 +174,7 @@ class SuppressionController(Controller):
                 description="The address was on the list already: its entry, unchanged",
                 generate_examples=False,
             ),
-            **error_responses(Code.VALIDATION_ERROR),
+            **error_responses(Code.VALIDATION_ERROR, Code.UNSUPPORTED_MEDIA_TYPE),
         },
     )
     async def add_suppression(

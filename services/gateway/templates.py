@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -17,7 +18,7 @@ from services.gateway.records import find_template, insert_template, utc_now
 from services.gateway.tenant import Tenant
 from shared.documents import Template
 from shared.log import get_logger
-from shared.template import placeholders
+from shared.template import compile_template
 
 __all__ = ["NewTemplate", "TemplateController", "TemplateCreated", "TemplateView"]
 
@@ -69,7 +70,9 @@ class TemplateController(Controller):
             "Jinja2 syntax; at least one of `html` and `text`. `marketing: true` adds "
             "one-click unsubscribe headers to every mail (RFC 8058)."
         ),
-        responses=error_responses(Code.VALIDATION_ERROR, Code.TEMPLATE_SYNTAX_ERROR),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.TEMPLATE_SYNTAX_ERROR, Code.UNSUPPORTED_MEDIA_TYPE
+        ),
     )
     async def create_template(
         self, data: JSONBody[NewTemplate], deps: Deps, tenant: Tenant
@@ -80,7 +83,11 @@ class TemplateController(Controller):
                 "a template needs at least one of html and text",
                 details={"fields": ["html", "text"]},
             )
-        names = placeholders(data.subject, data.html, data.text)  # TemplateError -> 400
+        # Compiled, not only parsed: what the sender could not compile is refused here, as
+        # TEMPLATE_SYNTAX_ERROR, and stored never. In a thread: a large template takes
+        # seconds to compile, and the event loop serves every other request meanwhile.
+        compiled = await asyncio.to_thread(compile_template, data.subject, data.html, data.text)
+        names = compiled.placeholders
         template = Template(
             id=uuid.uuid4().hex,
             tenant=tenant,
@@ -111,7 +118,9 @@ class TemplateController(Controller):
         "/{template_id:str}",
         summary="Get a template",
         responses=error_responses(
-            Code.TEMPLATE_NOT_FOUND, overrides={Code.TEMPLATE_NOT_FOUND: HTTP_404_NOT_FOUND}
+            Code.VALIDATION_ERROR,
+            Code.TEMPLATE_NOT_FOUND,
+            overrides={Code.TEMPLATE_NOT_FOUND: HTTP_404_NOT_FOUND},
         ),
     )
     async def get_template(

@@ -495,7 +495,7 @@ class _Receiver:
         return submission
 
     async def _read(self, request: Request[Any, Any, Any]) -> _Submission:
-        events = _form_events(request)
+        events = _form_events(request, self.settings)
         async with aclosing(events):
             async for event in events:
                 match event:
@@ -547,7 +547,7 @@ class _FormCheck:
         self.report: ValidationReport | None = None
 
     async def check(self, request: Request[Any, Any, Any]) -> ValidationReport:
-        events = _form_events(request)
+        events = _form_events(request, self.settings)
         async with aclosing(events):
             async for event in events:
                 match event:
@@ -612,13 +612,32 @@ def _media_type(request: Request[Any, Any, Any]) -> str:
     return media_type
 
 
-def _form_events(request: Request[Any, Any, Any]) -> AsyncGenerator[FormEvent, None]:
+def _form_events(
+    request: Request[Any, Any, Any], settings: GatewaySettings
+) -> AsyncGenerator[FormEvent, None]:
     """A multipart submission's parts as they stream in; only ``file`` is a file."""
     return read_form(
-        request.stream(),
+        _bounded(request.stream(), settings.max_upload_bytes),
         request.headers.get("content-type"),
         file_fields=frozenset({FILE_FIELD}),
     )
+
+
+async def _bounded(
+    chunks: AsyncGenerator[bytes, None], max_file_bytes: int
+) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, refused past the file limit plus the form's overhead.
+
+    The Content-Length check does not see a chunked body, and the file's own count does not
+    see bytes outside the file: a preamble, or an epilogue after the closing boundary that
+    the parser skips. Without this, such a body would be read to its end, however long."""
+    total = 0
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > max_file_bytes + _FORM_OVERHEAD:
+                raise _too_large(max_file_bytes)
+            yield chunk
 
 
 def _missing_file() -> ApiError:
@@ -946,7 +965,7 @@ class TransactionController(Controller):
     @get(
         "/{transaction_id:str}",
         summary="Get a transaction",
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def get_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
@@ -1012,7 +1031,7 @@ class TransactionController(Controller):
     @get(
         "/{transaction_id:str}/status",
         summary="Progress and estimated completion",
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND),
+        responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def get_progress(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
@@ -1031,7 +1050,9 @@ class TransactionController(Controller):
             "(`cancel_requested_at` is set at once). Any transaction not yet SENT nor final "
             "can be cancelled; asking again is answered the same way. No body."
         ),
-        responses=error_responses(Code.TRANSACTION_NOT_FOUND, Code.TX_NOT_CANCELLABLE),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND, Code.TX_NOT_CANCELLABLE
+        ),
     )
     async def cancel_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant, caller: Caller
@@ -1067,6 +1088,7 @@ class TransactionController(Controller):
             Code.SEND_AT_TOO_FAR,
             Code.TRANSACTION_NOT_FOUND,
             Code.TX_NOT_RESCHEDULABLE,
+            Code.UNSUPPORTED_MEDIA_TYPE,
         ),
     )
     async def reschedule_transaction(
@@ -1143,7 +1165,10 @@ class TransactionController(Controller):
             "it. Asking again answers the same transaction and creates nothing. No body."
         ),
         responses=error_responses(
-            Code.TRANSACTION_NOT_FOUND, Code.TX_NOT_RETRYABLE, Code.NOTHING_TO_RETRY
+            Code.VALIDATION_ERROR,
+            Code.TRANSACTION_NOT_FOUND,
+            Code.TX_NOT_RETRYABLE,
+            Code.NOTHING_TO_RETRY,
         ),
     )
     async def retry_failed(

@@ -103,7 +103,9 @@ class UnsubscribeController(Controller):
             "scanners follow links (RFC 8058)."
         ),
         media_type=MediaType.HTML,
-        responses=error_responses(Code.INVALID_UNSUBSCRIBE_LINK, authenticated=False),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.INVALID_UNSUBSCRIBE_LINK, authenticated=False
+        ),
     )
     async def confirm(self, token: FromPath[str], settings: Settings) -> Response[str]:
         _, email = _verified(settings, token)
@@ -125,7 +127,9 @@ class UnsubscribeController(Controller):
             f"clients send the form body `{ONE_CLICK}`; no body is required."
         ),
         media_type=MediaType.HTML,
-        responses=error_responses(Code.INVALID_UNSUBSCRIBE_LINK, authenticated=False),
+        responses=error_responses(
+            Code.VALIDATION_ERROR, Code.INVALID_UNSUBSCRIBE_LINK, authenticated=False
+        ),
     )
     async def unsubscribe(
         self, token: FromPath[str], settings: Settings, deps: Deps

@@ -35,6 +35,7 @@ import msgspec
 import stamina
 import structlog
 from msgspec.structs import replace
+from pymongo.asynchronous.client_session import AsyncClientSession
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from services.sender.mime import MimeError
@@ -122,6 +123,27 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, UpstreamUnavailable) and not isinstance(
         error, SesPaused | SesUnanswered
     )
+
+
+async def _set_in_transaction(
+    store: Store, query: Mapping[str, Any], fields: Mapping[str, Any]
+) -> None:
+    """``$set`` ``fields`` on the messages ``query`` matches, in a store transaction.
+
+    Not a bare ``update_many``: the embedded store (SecantusDB 0.7) runs a multi-document
+    update outside a transaction in chunks and retries its write conflicts without end while
+    it holds the collection's lock; when the conflict is with a store transaction that is
+    moving the same messages (``move_messages``), that transaction's next statement waits
+    for the lock and the whole store deadlocks (tests/chaos: a lease renewal in flight as
+    its chunk went SENDING -> SENT). In a transaction a conflict aborts the statement at
+    once and ``with_transaction`` tries again.
+    """
+
+    async def apply(session: AsyncClientSession) -> None:
+        await store.messages.update_many(query, {"$set": dict(fields)}, session=session)
+
+    async with store.client.start_session() as session:
+        await session.with_transaction(apply)
 
 
 class SenderActor(Actor[SendBatch]):
@@ -226,7 +248,11 @@ class SenderActor(Actor[SendBatch]):
         found = self._templates.get(template_id)
         if found is None:
             template = await load_template(self.store, template_id)
-            compiled = compile_template(template.subject, template.html, template.text)
+            # In a thread: a large template takes seconds to compile, and the sends of
+            # other batches go on meanwhile.
+            compiled = await asyncio.to_thread(
+                compile_template, template.subject, template.html, template.text
+            )
             found = self._templates[template_id] = _Template(compiled, template.marketing)
         return found
 
@@ -297,9 +323,10 @@ class SenderActor(Actor[SendBatch]):
         unmarked = [id_ for id_, mark in marks.items() if mark is None]
         if unmarked:
             last = (await self.broker.js.stream_info(spec.stream)).state.last_seq
-            await self.store.messages.update_many(
+            await _set_in_transaction(
+                self.store,
                 {"_id": {"$in": unmarked}, "status": M.SENDING},
-                {"$set": {"resolve_after_seq": last}},
+                {"resolve_after_seq": last},
             )
             marks.update(dict.fromkeys(unmarked, last))
         return [m for m in lapsed if (marks[m.id] or 0) <= read_up_to]
@@ -377,9 +404,15 @@ class SenderActor(Actor[SendBatch]):
         attempt_id = claimed[0].attempt_id
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            await self.store.messages.update_many(
-                {"_id": {"$in": ids}, "status": M.SENDING, "attempt_id": attempt_id},
-                {"$set": {"lease_until": datetime.now(UTC) + self.lease}},
+            # Shielded: the chunk's end cancels this task, and a store transaction cut off
+            # mid-statement would stay open on these messages until the store reaps it,
+            # holding up the chunk's own SENDING -> SENT.
+            await asyncio.shield(
+                _set_in_transaction(
+                    self.store,
+                    {"_id": {"$in": ids}, "status": M.SENDING, "attempt_id": attempt_id},
+                    {"lease_until": datetime.now(UTC) + self.lease},
+                )
             )
 
     async def _send(self, m: Message, template: _Template, test_mode: bool) -> _Result:

@@ -12,12 +12,15 @@ its own (a tiny upload limit, say) and the key it sends (``api_key=None``: none)
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import msgspec
 import pytest
+import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -25,6 +28,7 @@ from services.gateway.app import create_app
 from services.gateway.deps import GatewayDeps, open_deps
 from shared.settings import GatewaySettings, load_settings
 from stack.launcher import StackInfo
+from stack.processes import free_port
 from tests.conftest import issue_key, settings_for
 
 GATEWAY_STREAMS = ("TX_ACCEPTED", "TX_STATUS", "TX_CONTROL")
@@ -33,6 +37,7 @@ TENANT = "acme"
 _OWN_KEY = object()
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[AsyncTestClient[Litestar]]]
+ServerFactory = Callable[..., AbstractAsyncContextManager[str]]
 
 
 @pytest.fixture
@@ -94,3 +99,38 @@ def make_client(
 async def client(make_client: ClientFactory) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with make_client() as opened:
         yield opened
+
+
+@pytest.fixture
+def make_server(gateway_settings: GatewaySettings, deps: GatewayDeps) -> ServerFactory:
+    """``async with make_server(max_upload_bytes=10) as base_url``: the app with overrides,
+    served by uvicorn on a free port on this test's loop and clients: real HTTP framing
+    (chunked bodies, Content-Length), which Litestar's test client does not stream."""
+
+    @asynccontextmanager
+    async def serve(**overrides: Any) -> AsyncIterator[str]:
+        settings = msgspec.structs.replace(gateway_settings, **overrides)
+        port = free_port()
+        config = uvicorn.Config(
+            create_app(settings, deps),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="none",
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+    return serve

@@ -352,6 +352,32 @@ async def test_a_message_a_render_cannot_fill_fails_alone(
     assert await announced_rows(runtime.broker, tx.id) == {"FAILED": [2, 3]}
 
 
+@pytest.mark.parametrize(
+    "html",
+    [
+        pytest.param(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            id="nested-max-ranges",
+        ),
+        pytest.param("{{ 9 ** (9 ** 9) }}", id="huge-power"),
+        pytest.param("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", id="macro-recursion"),
+        pytest.param("{{ name.__class__.__mro__ }}", id="attribute-walk"),
+    ],
+)
+async def test_a_hostile_template_fails_each_message_instead_of_hanging_the_sender(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient, html: str
+) -> None:
+    # What only a render can refuse is stored (the gateway cannot tell without the data);
+    # the sender renders it on the render budget (shared.template_sandbox) and each
+    # message fails, where unbounded the batch would hang or crash the sender.
+    tx = await ready_transaction(runtime, ROWS, html=html)
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    messages = await statuses(runtime, tx.id)
+    assert {m["status"] for m in messages.values()} == {"FAILED"}
+    assert {m["last_error"]["code"] for m in messages.values()} == {"TEMPLATE_RENDER_ERROR"}
+    assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+
+
 async def test_a_cancelled_transaction_sends_nothing(
     runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
 ) -> None:
