@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 import boto3  # type: ignore[import-untyped]  # no stubs installed; two calls, checked below
 import httpx
@@ -120,6 +121,13 @@ def _http_answers(url: str) -> Callable[[], bool]:
     return check
 
 
+class _Launch(NamedTuple):
+    """How a server was started (argv, environment, cwd) and how to tell it answers."""
+
+    args: tuple[list[str], dict[str, str] | None, Path]
+    ready: Callable[[], bool]
+
+
 class Stack:
     """Starts the embedded stack's servers; a context manager yielding ``StackInfo``.
 
@@ -141,7 +149,10 @@ class Stack:
         info_path: Path | None = None,
         environ: Mapping[str, str] | None = None,
         start_timeout: float = 30.0,
+        store_test_commands: bool = False,
     ) -> None:
+        """``store_test_commands``: the store takes ``configureFailPoint`` (the chaos tests'
+        slow store); never in a deployment, where any client could arm one."""
         env = os.environ if environ is None else environ
         self.root = root.resolve()
         self.gateway_port = gateway_port or int(env.get("GATEWAY_PORT", "8000"))
@@ -153,6 +164,10 @@ class Stack:
         self.aws_region = aws_region
         self.info_path = (info_path or self.root / "stack.json").resolve()
         self.start_timeout = start_timeout
+        self.store_test_commands = store_test_commands
+        # How each server we started was started, to start it again as it was (``restart``).
+        self._launch_args: dict[str, tuple[list[str], dict[str, str] | None, Path]] = {}
+        self._launched: dict[str, _Launch] = {}
         self._given = {
             name: env[name]
             for name in (
@@ -230,6 +245,8 @@ class Stack:
             sim_url, waits["sesim"] = self._start_simulator(nats_url, aws_endpoint, queue_url)
             ses_endpoint = sim_url
 
+        for name, check in waits.items():
+            self._launched[name] = _Launch(self._launch_args[name], check)
         self._wait_all(waits)
         if "store" in waits:
             self._sweeper = StoreSweeper(mongodb_uri)
@@ -254,6 +271,21 @@ class Stack:
             nats_monitor_url=nats_monitor_url,
             pids=self.processes.pids(),
         )
+
+    def restart(self, name: str, *, down_seconds: float = 0.0) -> None:
+        """SIGKILL one server we started (``nats``, ``store``, ``moto``, ``sesim``) and start
+        it again as it was: same port, same data directory, so what it had made durable is
+        there again. Returns once it answers. From the thread that started the stack."""
+        launch = self._launched[name]
+        self.processes.kill(name)
+        if down_seconds > 0:
+            time.sleep(down_seconds)
+        self._spawn(name, *launch.args)
+        self.processes.wait_ready(name, launch.ready, self.start_timeout)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None, cwd: Path) -> None:
+        self._launch_args[name] = (argv, env, cwd)
+        self.processes.start(name, argv, env=env, cwd=cwd)
 
     def _wait_all(self, waits: Mapping[str, Callable[[], bool]]) -> None:
         if not waits:
@@ -281,7 +313,7 @@ class Stack:
             f"  sync_interval: always\n"
             f"}}\n"
         )
-        self.processes.start("nats", [_binary("nats-server"), "-c", str(config)], cwd=self.root)
+        self._spawn("nats", [_binary("nats-server"), "-c", str(config)], None, self.root)
         return f"nats://{_HOST}:{port}", f"http://{_HOST}:{monitor_port}", _nats_answers(port)
 
     def _start_store(self) -> tuple[str, Callable[[], bool]]:
@@ -297,9 +329,10 @@ class Stack:
             "--storage-path",
             str(data),
             "--sync-on-commit",
+            *(["--enable-test-commands"] if self.store_test_commands else []),
         ]
         # cwd = the data dir: the daemon auto-discovers ./secantusd.toml.
-        self.processes.start("store", argv, cwd=data)
+        self._spawn("store", argv, None, data)
         uri = f"mongodb://{_HOST}:{port}/?directConnection=true"
         return uri, _store_answers(uri)
 
@@ -315,7 +348,7 @@ class Stack:
     def _start_moto(self) -> tuple[str, Callable[[], bool]]:
         port = free_port()
         argv = [_binary("moto_server"), "-H", _HOST, "-p", str(port)]
-        self.processes.start("moto", argv, env=self._aws_env(), cwd=self.root)
+        self._spawn("moto", argv, self._aws_env(), self.root)
         url = f"http://{_HOST}:{port}"
         return url, _http_answers(f"{url}/moto-api/")
 
@@ -346,7 +379,7 @@ class Stack:
         ]
         if self.ses_event_delay is not None:
             argv += ["--event-delay", str(self.ses_event_delay)]
-        self.processes.start("sesim", argv, env=self._aws_env(), cwd=self.root)
+        self._spawn("sesim", argv, self._aws_env(), self.root)
         url = f"http://{_HOST}:{port}"
         return url, _http_answers(f"{url}/_sim/health")
 

@@ -166,6 +166,12 @@ class ProcessGroup:
                 return child.wait()
         return child.returncode
 
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` (and its own children): a crash, nothing flushed or drained."""
+        child = self._children.pop(name)
+        _signal_group(child.pid, signal.SIGKILL)
+        child.wait()
+
     def stop_all(self, timeout: float = 10.0) -> None:
         for name in reversed(list(self._children)):
             self.stop(name, timeout)
