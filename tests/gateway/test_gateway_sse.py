@@ -18,18 +18,14 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
-from services.gateway.app import create_app
 from services.gateway.deps import GatewayDeps
 from shared.documents import S3Location, StatusEntry, Transaction, to_document
 from shared.records import load_transaction
-from shared.settings import GatewaySettings
 from shared.status import TxStatus
 from shared.transitions import transition_tx
-from stack.processes import free_port
 from tests.conftest import issue_key
-from tests.gateway.conftest import TENANT, bearer
+from tests.gateway.conftest import TENANT, ServerFactory, bearer
 
 OTHER_TENANT = "globex"
 
@@ -37,28 +33,10 @@ Event = tuple[str, dict[str, Any]]
 
 
 @pytest.fixture
-async def served(gateway_settings: GatewaySettings, deps: GatewayDeps) -> AsyncIterator[str]:
+async def served(make_server: ServerFactory) -> AsyncIterator[str]:
     """The gateway on a free port, on this test's clients; its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(gateway_settings, deps),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert not task.done(), task
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    async with make_server() as base_url:
+        yield base_url
 
 
 async def _read(response: httpx.Response, events: list[Event]) -> None:
