@@ -382,10 +382,11 @@ class SenderActor(Actor[SendBatch]):
             # Once a cancel is asked for, nothing more is claimed.
             tx_guard={"cancel_requested_at": None},
         )
-        if moved == 0:
-            return []
         if moved < len(ids):
-            # Someone else (a cancel, another replica) took some: ours carry our attempt.
+            # Someone else (a cancel, another replica) took some, or none of them moved
+            # because the driver ran the store transaction again after its commit's answer
+            # was lost (the store restarting): the first run's claim holds. Either way ours
+            # are the ones that carry our attempt.
             ours = {
                 str(doc["_id"])
                 async for doc in self.store.messages.find(
@@ -393,6 +394,8 @@ class SenderActor(Actor[SendBatch]):
                 )
             }
             chunk = [m for m in chunk if m.id in ours]
+        if not chunk:
+            return []
         return [
             replace(m, status=M.SENDING, attempt_id=attempt_id, attempts=m.attempts + 1)
             for m in chunk
