@@ -10,24 +10,13 @@ import pytest
 
 from shared.settings import (
     GatewaySettings,
-    IngestSettings,
-    SchedulerSettings,
     SenderSettings,
-    ServiceSettings,
-    TrackerSettings,
     load_settings,
     require_public_base_url,
 )
 
 from .test_k8s import OVERLAYS, SERVICES, container, objects
-
-SETTINGS: dict[str, type[ServiceSettings]] = {
-    "gateway": GatewaySettings,
-    "ingest": IngestSettings,
-    "scheduler": SchedulerSettings,
-    "sender": SenderSettings,
-    "tracker": TrackerSettings,
-}
+from .test_settings_coverage import SETTINGS, settings_fields
 
 _TUNING = "a tuning knob whose default is the measured one; set it in an overlay to change it"
 _LIMIT = "a product limit, the same in every deployment"
@@ -89,10 +78,6 @@ _SECRET_VALUES = {
 }
 
 
-def fields(kind: type[ServiceSettings]) -> set[str]:
-    return {name.upper() for name in kind.__struct_fields__}
-
-
 def environment(overlay: str, service: str) -> tuple[dict[str, str], set[str]]:
     """The variables the Deployment's ConfigMap sets, and the names its Secret refs set."""
     configmaps = objects(overlay, "ConfigMap")
@@ -117,12 +102,12 @@ def environment(overlay: str, service: str) -> tuple[dict[str, str], set[str]]:
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_setting_is_set_or_deliberately_defaulted(overlay: str, service: str) -> None:
     values, secret = environment(overlay, service)
-    missing = fields(SETTINGS[service]) - set(values) - secret - {n.upper() for n in DEFAULTED}
+    missing = settings_fields(service) - set(values) - secret - {n.upper() for n in DEFAULTED}
     assert not missing, f"{service}: set these in deploy/k8s or add them to DEFAULTED: {missing}"
 
 
 def test_defaulted_names_real_fields() -> None:
-    every = set().union(*(fields(kind) for kind in SETTINGS.values()))
+    every = set().union(*(settings_fields(service) for service in SETTINGS))
     assert not {n.upper() for n in DEFAULTED} - every, "DEFAULTED names a field no service has"
 
 

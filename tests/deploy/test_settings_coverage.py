@@ -1,9 +1,9 @@
 """Every variable a service's settings read is set for it in deploy/compose.yaml, or is
 listed in DEFAULTED with the reason its default is right there.
 
-``settings_fields`` and ``DEFAULTED`` are shared with the Kubernetes side (the ConfigMap's
-check): a field set nowhere and not deliberately defaulted is a setting an operator cannot
-see.
+``SETTINGS`` and ``settings_fields`` are shared with the Kubernetes side (the ConfigMap's
+check, which keeps its own ``DEFAULTED``): a field set nowhere and not deliberately
+defaulted is a setting an operator cannot see.
 """
 
 from __future__ import annotations
