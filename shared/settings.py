@@ -93,6 +93,9 @@ class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
     # Requests per second per API key, and how many may come at once after a quiet spell.
     api_rate_per_second: Annotated[float, msgspec.Meta(gt=0)] = 20.0
     api_rate_burst: Annotated[int, msgspec.Meta(ge=1)] = 40
+    # How long a key found active is taken on trust without reading it again
+    # (services/gateway/key_cache.py): a revocation elsewhere takes up to this long here.
+    api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # How long a submission waits for another one holding its Idempotency-Key to finish
     # before answering 409 IDEMPOTENCY_KEY_IN_USE.
     idempotency_wait_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0

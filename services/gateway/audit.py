@@ -84,7 +84,7 @@ class AuditController(Controller):
     async def get_audit(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionAudit:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         deliveries = await load_deliveries(deps.store, tx.id)
         letters = await letters_of_transaction(deps.store, tx.id)
         actions = await load_actions(deps.store, tx.id)

@@ -2,7 +2,8 @@
 
 (All but the SNS webhook's, ``services.gateway.webhooks``: SNS cannot send a key, it signs.)
 
-``Authorization: Bearer <api key>`` is looked up by its hash (one read by ``_id``); a
+``Authorization: Bearer <api key>`` is looked up by its hash (one read by ``_id``, or none
+while the key is in services/gateway/key_cache.py); a
 missing, malformed, unknown or revoked key is ``401 UNAUTHORIZED``, and a key over its rate
 ``429 RATE_LIMITED`` with ``Retry-After``. The key found goes into ``scope["auth"]``, where
 ``tenant`` finds it; the tenant and the key's public id are bound to every log line of the
@@ -20,7 +21,7 @@ from litestar.middleware import ASGIMiddleware
 
 from services.gateway.errors import ApiError, Code
 from services.gateway.throttle import TokenBuckets
-from shared.api_keys import KEY_PREFIX, find_active_key
+from shared.api_keys import KEY_PREFIX
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -64,7 +65,7 @@ class ApiKeyAuth(ASGIMiddleware):
         found = None
         if key.startswith(KEY_PREFIX) and len(key) <= _MAX_KEY_CHARS:
             deps = cast("GatewayDeps", scope["litestar_app"].state.deps)
-            found = await find_active_key(deps.store, key)
+            found = await deps.api_keys.find(key)
         if found is None:
             raise _unauthorized("unknown or revoked API key")
         wait = self.buckets.take(found.key_id)

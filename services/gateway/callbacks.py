@@ -115,7 +115,7 @@ class CallbackController(Controller):
     async def list_callbacks(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> CallbackList:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         return CallbackList(
             items=[callback_view(d) for d in await load_deliveries(deps.store, tx.id)]
         )
@@ -142,7 +142,7 @@ class CallbackController(Controller):
         tenant: Tenant,
         caller: Caller,
     ) -> CallbackView:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         found = next(
             (d for d in await load_deliveries(deps.store, tx.id) if d.id == callback_id), None
         )

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, cast
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
+from services.gateway.coalesce import Coalescer
+from services.gateway.key_cache import KeyCache
+from services.gateway.records import find_transaction
 from shared.aws import open_s3
 from shared.broker import Broker
 from shared.service import open_runtime
@@ -20,6 +23,8 @@ from shared.store import Store
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+
+    from shared.documents import Transaction
 
 __all__ = [
     "Deps",
@@ -34,14 +39,23 @@ SERVICE = "gateway"
 
 
 class GatewayDeps:
-    """The gateway's open clients (a plain class: it holds connections, not data)."""
+    """The gateway's open clients (a plain class: it holds connections, not data), and the
+    two reads every polling request makes: its API key, cached (services/gateway/
+    key_cache.py), and its transaction, coalesced (services/gateway/coalesce.py)."""
 
-    __slots__ = ("broker", "s3", "store")
+    __slots__ = ("api_keys", "broker", "s3", "store", "transactions")
 
-    def __init__(self, *, broker: Broker, store: Store, s3: S3Client) -> None:
+    def __init__(
+        self, *, broker: Broker, store: Store, s3: S3Client, key_cache_seconds: float = 1.0
+    ) -> None:
         self.broker = broker
         self.store = store
         self.s3 = s3
+        self.api_keys = KeyCache(store, key_cache_seconds)
+        # By (tenant, transaction id).
+        self.transactions: Coalescer[tuple[str, str], Transaction | None] = Coalescer(
+            lambda ids: find_transaction(store, *ids)
+        )
 
 
 # How handlers ask for them: ``deps: Deps``, ``settings: Settings``.
@@ -52,7 +66,12 @@ Settings = NamedDependency[GatewaySettings]
 async def open_deps(stack: AsyncExitStack, settings: GatewaySettings) -> GatewayDeps:
     runtime = await open_runtime(SERVICE, settings, stack)
     s3 = await open_s3(stack, settings)
-    return GatewayDeps(broker=runtime.broker, store=runtime.store, s3=s3)
+    return GatewayDeps(
+        broker=runtime.broker,
+        store=runtime.store,
+        s3=s3,
+        key_cache_seconds=settings.api_key_cache_seconds,
+    )
 
 
 def provide_deps(state: State) -> GatewayDeps:

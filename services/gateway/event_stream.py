@@ -157,7 +157,7 @@ class EventStreamController(Controller):
     async def stream_events(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> ServerSentEvent:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         return ServerSentEvent(
             transaction_events(deps.store, deps.broker, tx),
             retry_duration=_RETRY_MS,

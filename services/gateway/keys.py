@@ -117,12 +117,17 @@ class KeyController(Controller):
         "/{key_id:str}/revoke",
         status_code=HTTP_200_OK,
         summary="Revoke an API key of this tenant",
-        description="At once and for good; revoking a revoked key changes nothing.",
+        description=(
+            "For good; revoking a revoked key changes nothing. At once on the gateway"
+            " replica that answers; other replicas, which take a key found active on trust"
+            " for API_KEY_CACHE_SECONDS (1 s by default), refuse it within that time."
+        ),
         responses=error_responses(Code.VALIDATION_ERROR, Code.FORBIDDEN, Code.KEY_NOT_FOUND),
     )
     async def revoke_api_key(self, key_id: FromPath[str], deps: Deps, tenant: Tenant) -> KeyView:
         revoked = await revoke_key(deps.store, key_id, tenant=tenant)
         if revoked is None:
             raise ApiError(Code.KEY_NOT_FOUND, f"no API key {key_id!r}", details={"key_id": key_id})
+        deps.api_keys.forget(revoked.key_id)
         log.info("api key revoked", key_id=revoked.key_id)
         return key_view(revoked)

@@ -7,7 +7,7 @@ missing one. ``caller`` is the whole key (its mode, its admin flag).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -15,11 +15,12 @@ from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 
 from services.gateway.errors import ApiError, Code
-from services.gateway.records import find_transaction
 from shared.api_keys import ApiKey
 from shared.documents import Transaction
 from shared.settings import GatewaySettings
-from shared.store import Store
+
+if TYPE_CHECKING:
+    from services.gateway.deps import GatewayDeps
 
 __all__ = [
     "Caller",
@@ -51,10 +52,10 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise ApiError(Code.FORBIDDEN, "this endpoint needs an admin key")
 
 
-async def own_transaction(store: Store, tenant: str, transaction_id: str) -> Transaction:
+async def own_transaction(deps: GatewayDeps, tenant: str, transaction_id: str) -> Transaction:
     """The tenant's transaction, or 404 ``TRANSACTION_NOT_FOUND``: another tenant's answers
     exactly like a missing one."""
-    tx = await find_transaction(store, tenant, transaction_id)
+    tx = await deps.transactions.get((tenant, transaction_id))
     if tx is None:
         raise ApiError(
             Code.TRANSACTION_NOT_FOUND,

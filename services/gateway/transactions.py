@@ -970,7 +970,7 @@ class TransactionController(Controller):
     async def get_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionView:
-        return transaction_view(await own_transaction(deps.store, tenant, transaction_id))
+        return transaction_view(await own_transaction(deps, tenant, transaction_id))
 
     @get(
         "/{transaction_id:str}/errors",
@@ -988,7 +988,7 @@ class TransactionController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> RowErrorPage:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         after = None
         if cursor is not None:
             position = decode_cursor(cursor, RowPosition)
@@ -1021,7 +1021,7 @@ class TransactionController(Controller):
         tenant: Tenant,
         code: ErrorCodeFilter = None,
     ) -> Stream:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         return Stream(
             row_errors_csv(deps.store, tx, code=code),
             media_type="text/csv",
@@ -1036,7 +1036,7 @@ class TransactionController(Controller):
     async def get_progress(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionProgress:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         return compute_progress(tx, datetime.now(UTC))
 
     @post(
@@ -1057,7 +1057,7 @@ class TransactionController(Controller):
     async def cancel_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant, caller: Caller
     ) -> TransactionView:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             cancelled = await request_cancel(deps.store, deps.broker, tx)
             await record_action(
@@ -1100,7 +1100,7 @@ class TransactionController(Controller):
         tenant: Tenant,
         caller: Caller,
     ) -> TransactionView:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         max_days = settings.max_schedule_days
         send_at = _check_send_at(data.send_at, max_days)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
@@ -1136,7 +1136,7 @@ class TransactionController(Controller):
         cursor: Cursor = None,
         limit: PageLimit = _DEFAULT_LIMIT,
     ) -> MessagePage:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         after = 0
         if cursor is not None:
             position = decode_cursor(cursor, RowPosition)
@@ -1179,7 +1179,7 @@ class TransactionController(Controller):
         tenant: Tenant,
         caller: Caller,
     ) -> TransactionView:
-        tx = await own_transaction(deps.store, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             retry = await _retry(deps, settings, caller.mode, tx)
             await record_action(
