@@ -303,25 +303,39 @@ class SesEventsActor(Actor[SesEvents]):
     async def _record(
         self, by_message: Mapping[_Target, list[SesEvent]], known: Mapping[str, _Known]
     ) -> int:
-        """Add each event not yet on its message; the ``$ne`` guard keeps a concurrent
-        delivery of the same event (the other path) from adding it twice."""
-        writes: list[UpdateOne] = []
+        """Add each event not yet on its message: one update per message, its new events
+        pushed together where none of their keys is there yet. A concurrent delivery of
+        the same events (the other path) makes that guard miss: the batch then adds its
+        events one by one, each where its own key is absent, so none is added twice or
+        left out."""
+        new: dict[str, dict[str, dict[str, Any]]] = {}
         for target, events in by_message.items():
-            seen = set(known[target.message_id].event_keys)
+            seen = known[target.message_id].event_keys
             for event in events:
-                key = event.key
-                if key in seen:
-                    continue
-                seen.add(key)
-                writes.append(
-                    UpdateOne(
-                        {"_id": target.message_id, "events.key": {"$ne": key}},
-                        {"$push": {"events": _record(event, key)}},
+                if event.key not in seen:
+                    new.setdefault(target.message_id, {}).setdefault(
+                        event.key, _record(event, event.key)
                     )
-                )
-        if not writes:
+        if not new:
             return 0
-        result = await self.store.messages.bulk_write(writes, ordered=False)
+        together = [
+            UpdateOne(
+                {"_id": message_id, "events.key": {"$nin": list(records)}},
+                {"$push": {"events": {"$each": list(records.values())}}},
+            )
+            for message_id, records in new.items()
+        ]
+        result = await self.store.messages.bulk_write(together, ordered=False)
+        if result.modified_count == len(together):
+            return sum(len(records) for records in new.values())
+        one_by_one = [
+            UpdateOne(
+                {"_id": message_id, "events.key": {"$ne": key}}, {"$push": {"events": record}}
+            )
+            for message_id, records in new.items()
+            for key, record in records.items()
+        ]
+        result = await self.store.messages.bulk_write(one_by_one, ordered=False)
         return result.modified_count
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.tracker.events_actor import SesEventsActor
+from services.tracker.ses_event import parse_ses_event
 from shared.actor import ActorRunner
 from shared.documents import Message, Transaction, from_document
 from shared.events import SesEvents, TxStatusChanged, decoder
@@ -245,3 +246,21 @@ async def test_events_for_unknown_messages_are_dropped(tracker: Runtime) -> None
     assert await rt.store.dead_letters.count_documents({}) == 0
     info = await rt.broker.js.stream_info("SES_EVENTS")
     assert info.state.messages == 0  # acknowledged, not left for redelivery
+
+
+async def test_events_the_other_path_added_meanwhile_are_kept_once(tracker: Runtime) -> None:
+    # The two paths (SQS and the SNS webhook) may carry the same events at once: between
+    # one batch reading a message and adding its events, the other adds one of them.
+    rt = tracker
+    tx, messages = sent_transaction(1)
+    await insert(rt.store, tx, messages)
+    send, delivery = (parse_ses_event(ses_event(kind, tx.id, 2)) for kind in ("Send", "Delivery"))
+    batch, other = SesEventsActor(rt.store, rt.broker), SesEventsActor(rt.store, rt.broker)
+    by_message, _ = await batch._find_messages([send, delivery])
+    known = await batch._read(by_message)
+    other_sees, _ = await other._find_messages([send])
+    await other._record(other_sees, await other._read(other_sees))
+
+    await batch._record(by_message, known)
+
+    assert [e["kind"] for e in (await message(rt, f"{tx.id}:2")).events] == ["Send", "Delivery"]
