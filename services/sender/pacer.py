@@ -43,12 +43,14 @@ class Pacer:
         kv: KeyValue,
         rate: float,
         *,
-        block_seconds: float = 0.1,
+        block_seconds: float = 0.25,
         horizon_seconds: float = 0.5,
     ) -> None:
         self.kv = kv
         self.rate = rate
-        # How much of the rate a block takes; blocks small enough that replicas interleave.
+        # How much of the rate a block takes: each block is one write to the bucket (a
+        # JetStream message), so not too small; small enough that replicas interleave and
+        # a replica that dies wastes little.
         self.block = max(1, round(rate * block_seconds))
         # Never reserve further ahead than this: it would only hold times others could use.
         self.horizon = horizon_seconds
