@@ -137,6 +137,30 @@ async def test_poller_unwraps_publishes_once_and_deletes(
     assert found == {2: M.DELIVERED, 3: M.BOUNCED, 4: M.DELIVERED}
 
 
+async def test_a_full_queue_is_gathered_into_one_batch(
+    tracker: Runtime, sqs: SQSClient, queue_url: str
+) -> None:
+    rt = tracker
+    bodies = [sns_envelope(ses_event("Delivery", "tx", row)) for row in range(2, 37)]
+    for start in range(0, len(bodies), 10):
+        await sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate(bodies[start : start + 10])
+            ],
+        )
+    queue = SesEventQueue(sqs, queue_url, wait_seconds=1)
+    poller = SqsPoller(queue, rt.broker)
+    first = await queue.receive()
+    assert len(first) == 10  # full: more are waiting
+
+    assert await poller.forward(await poller.gather(first)) == len(bodies)
+    batches = await stream_batches(rt)
+    assert [len(b.events) for b in batches] == [len(bodies)]
+    assert await queued(sqs, queue_url) == 0
+
+
 async def test_poller_runs_until_stopped(tracker: Runtime, sqs: SQSClient, queue_url: str) -> None:
     rt = tracker
     poller = SqsPoller(SesEventQueue(sqs, queue_url, wait_seconds=10), rt.broker)
