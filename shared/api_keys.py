@@ -34,6 +34,7 @@ __all__ = [
     "ApiKey",
     "KeyMode",
     "create_key",
+    "find_active_hash",
     "find_active_key",
     "hash_key",
     "list_keys",
@@ -102,8 +103,13 @@ async def create_key(
 
 async def find_active_key(store: Store, key: str) -> ApiKey | None:
     """The stored key ``key`` is, unless it is unknown or revoked."""
+    return await find_active_hash(store, hash_key(key))
+
+
+async def find_active_hash(store: Store, hashed: str) -> ApiKey | None:
+    """The stored key whose hash is ``hashed``, unless it is unknown or revoked."""
     with store_reachable("find API key"):
-        raw = await store.api_keys.find_one({"_id": hash_key(key)})
+        raw = await store.api_keys.find_one({"_id": hashed})
     if raw is None:
         return None
     found = from_document(raw, ApiKey)

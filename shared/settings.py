@@ -96,6 +96,9 @@ class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
     # How long a key found active is taken on trust without reading it again
     # (services/gateway/key_cache.py): a revocation elsewhere takes up to this long here.
     api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    # How far behind the store GET /transactions/{id} may answer (services/gateway/
+    # recent_reads.py): polls are answered from a read this recent, refreshed behind them.
+    status_max_age_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # How long a submission waits for another one holding its Idempotency-Key to finish
     # before answering 409 IDEMPOTENCY_KEY_IN_USE.
     idempotency_wait_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0

@@ -14,6 +14,7 @@ from litestar.di import NamedDependency
 
 from services.gateway.coalesce import Coalescer
 from services.gateway.key_cache import KeyCache
+from services.gateway.recent_reads import RecentReads
 from services.gateway.records import find_transaction
 from shared.aws import open_s3
 from shared.broker import Broker
@@ -40,13 +41,20 @@ SERVICE = "gateway"
 
 class GatewayDeps:
     """The gateway's open clients (a plain class: it holds connections, not data), and the
-    two reads every polling request makes: its API key, cached (services/gateway/
-    key_cache.py), and its transaction, coalesced (services/gateway/coalesce.py)."""
+    reads every polling request makes: its API key, cached (services/gateway/key_cache.py),
+    and its transaction, coalesced (services/gateway/coalesce.py), or for the status poll
+    answered from a recent read (services/gateway/recent_reads.py)."""
 
-    __slots__ = ("api_keys", "broker", "s3", "store", "transactions")
+    __slots__ = ("api_keys", "broker", "s3", "statuses", "store", "transactions")
 
     def __init__(
-        self, *, broker: Broker, store: Store, s3: S3Client, key_cache_seconds: float = 1.0
+        self,
+        *,
+        broker: Broker,
+        store: Store,
+        s3: S3Client,
+        key_cache_seconds: float = 1.0,
+        status_max_age_seconds: float = 1.0,
     ) -> None:
         self.broker = broker
         self.store = store
@@ -55,6 +63,13 @@ class GatewayDeps:
         # By (tenant, transaction id).
         self.transactions: Coalescer[tuple[str, str], Transaction | None] = Coalescer(
             lambda ids: find_transaction(store, *ids)
+        )
+        # Refreshed after a tenth of its age: a read that waits behind a campaign's writes
+        # (up to a second, bench/e2e.py) still ends before the answer is too old to give.
+        self.statuses: RecentReads[tuple[str, str], Transaction] = RecentReads(
+            lambda ids: find_transaction(store, *ids),
+            refresh_after=status_max_age_seconds / 10,
+            max_age=status_max_age_seconds,
         )
 
 
@@ -71,6 +86,7 @@ async def open_deps(stack: AsyncExitStack, settings: GatewaySettings) -> Gateway
         store=runtime.store,
         s3=s3,
         key_cache_seconds=settings.api_key_cache_seconds,
+        status_max_age_seconds=settings.status_max_age_seconds,
     )
 
 

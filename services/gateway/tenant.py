@@ -52,10 +52,14 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise ApiError(Code.FORBIDDEN, "this endpoint needs an admin key")
 
 
-async def own_transaction(deps: GatewayDeps, tenant: str, transaction_id: str) -> Transaction:
+async def own_transaction(
+    deps: GatewayDeps, tenant: str, transaction_id: str, *, recent: bool = False
+) -> Transaction:
     """The tenant's transaction, or 404 ``TRANSACTION_NOT_FOUND``: another tenant's answers
-    exactly like a missing one."""
-    tx = await deps.transactions.get((tenant, transaction_id))
+    exactly like a missing one. ``recent``: as read up to ``STATUS_MAX_AGE_SECONDS`` ago
+    (the status poll's answer); otherwise read after the call."""
+    key = (tenant, transaction_id)
+    tx = await (deps.statuses.get(key) if recent else deps.transactions.get(key))
     if tx is None:
         raise ApiError(
             Code.TRANSACTION_NOT_FOUND,

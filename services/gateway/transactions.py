@@ -965,12 +965,18 @@ class TransactionController(Controller):
     @get(
         "/{transaction_id:str}",
         summary="Get a transaction",
+        description=(
+            "Its status, counters, ETA and history, as read at most `STATUS_MAX_AGE_SECONDS`"
+            " (1 s) ago: polls are answered from a recent read, refreshed behind them, so they"
+            " stay fast while the campaign keeps the store busy. A cancel or reschedule made"
+            " through the same gateway shows at once."
+        ),
         responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def get_transaction(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionView:
-        return transaction_view(await own_transaction(deps, tenant, transaction_id))
+        return transaction_view(await own_transaction(deps, tenant, transaction_id, recent=True))
 
     @get(
         "/{transaction_id:str}/errors",
@@ -1060,6 +1066,7 @@ class TransactionController(Controller):
         tx = await own_transaction(deps, tenant, transaction_id)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             cancelled = await request_cancel(deps.store, deps.broker, tx)
+            deps.statuses.forget((tenant, tx.id))
             await record_action(
                 deps.store,
                 caller,
@@ -1105,6 +1112,7 @@ class TransactionController(Controller):
         send_at = _check_send_at(data.send_at, max_days)
         with structlog.contextvars.bound_contextvars(transaction_id=tx.id):
             moved = await request_reschedule(deps.store, deps.broker, tx, send_at, max_days)
+            deps.statuses.forget((tenant, tx.id))
             await record_action(
                 deps.store,
                 caller,
@@ -1211,6 +1219,7 @@ async def _retry(
             retry = await find_transaction(deps.store, tx.tenant, made.id)
             assert retry is not None  # inserted by the other request, never deleted
     await mark_retried(deps.store, tx, retry.id)
+    deps.statuses.forget((tx.tenant, tx.id))
     if retry.status == TxStatus.ACCEPT:
         # As a replayed submission: announce again (a no-op if it was announced).
         await _announce(deps.broker, retry, retry.status_history[0])

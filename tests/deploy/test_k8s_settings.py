@@ -31,6 +31,7 @@ DEFAULTED: dict[str, str] = {
     **dict.fromkeys(("api_rate_per_second", "api_rate_burst"), _LIMIT),
     "idempotency_wait_seconds": _TUNING,
     "api_key_cache_seconds": _TUNING,
+    "status_max_age_seconds": _TUNING,
     "webhook_secret_grace_seconds": _LIMIT,
     "batch_size": _TUNING,
     **dict.fromkeys(

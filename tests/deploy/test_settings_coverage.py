@@ -42,6 +42,7 @@ DEFAULTED: dict[str, str] = {
     "API_RATE_PER_SECOND": _TUNING,
     "API_RATE_BURST": _TUNING,
     "API_KEY_CACHE_SECONDS": _TUNING,
+    "STATUS_MAX_AGE_SECONDS": _TUNING,
     "IDEMPOTENCY_WAIT_SECONDS": _TUNING,
     "WEBHOOK_SECRET_GRACE_SECONDS": _TUNING,
     "SNS_CERT_HOST_PATTERN": "SNS's own hosts; only a private SNS-compatible endpoint changes it",

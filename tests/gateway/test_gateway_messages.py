@@ -3,6 +3,8 @@ the final ``stats`` of ``GET /transactions/{id}`` once the tracker completes a t
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -197,7 +199,11 @@ async def test_a_completed_transaction_shows_its_final_stats(
 
     assert await complete_if_done(deps.store, deps.broker, tx_id)
 
-    view = (await client.get(f"/api/v1/transactions/{tx_id}")).json()
+    # Polls are answered from a read up to STATUS_MAX_AGE_SECONDS (1 s) old.
+    deadline = time.monotonic() + 1 + 2
+    while (view := (await client.get(f"/api/v1/transactions/{tx_id}")).json())["status"] == "SENT":
+        assert time.monotonic() < deadline, "the completion never showed"
+        await asyncio.sleep(0.1)
     assert view["status"] == "COMPLETED"
     stats = view["stats"]
     assert stats["total"] == 4
