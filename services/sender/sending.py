@@ -387,19 +387,32 @@ class SenderActor(Actor[SendBatch]):
             # because the driver ran the store transaction again after its commit's answer
             # was lost (the store restarting): the first run's claim holds. Either way ours
             # are the ones that carry our attempt.
-            ours = {
-                str(doc["_id"])
+            found = {
+                str(doc["_id"]): doc
                 async for doc in self.store.messages.find(
-                    {"_id": {"$in": ids}, "attempt_id": attempt_id}, {"_id": 1}
+                    {"_id": {"$in": ids}}, {"status": 1, "attempt_id": 1}
                 )
             }
-            chunk = [m for m in chunk if m.id in ours]
+            waiting = sum(1 for doc in found.values() if doc["status"] == M.READY_TO_SEND)
+            # Not moved, and no cancel stopped them: our claim's outcome is not known yet.
+            # A commit whose answer was lost can still be applying, its messages turning
+            # SENDING under our attempt after this read (a chaos trial saw it). Handle the
+            # batch again later, as after a crash: they are then either still waiting, or
+            # ours with a lease that lapses and is settled.
+            if waiting and (await self._cancel_requested(transaction_id)) is None:
+                raise RetryableError(
+                    f"{waiting} messages of {transaction_id} unclaimed without a cancel"
+                )
+            chunk = [m for m in chunk if found.get(m.id, {}).get("attempt_id") == attempt_id]
         if not chunk:
             return []
         return [
             replace(m, status=M.SENDING, attempt_id=attempt_id, attempts=m.attempts + 1)
             for m in chunk
         ]
+
+    async def _cancel_requested(self, transaction_id: str) -> datetime | None:
+        return (await load_transaction(self.store, transaction_id)).cancel_requested_at
 
     async def _renew(self, claimed: Sequence[Message]) -> None:
         """Keep the lease of a chunk that takes long (a low rate, a pause, retries)."""

@@ -524,3 +524,40 @@ async def test_an_address_suppressed_after_ingest_is_not_sent(
         1,
         1,
     )
+
+
+async def test_a_claim_left_without_an_answer_is_retried_not_dropped(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's store transaction came back having moved nothing, and no cancel explains
+    it: its commit may still land (a chaos trial saw one land after the sender had read the
+    messages). The batch comes back later instead of being acked with them unsent."""
+    tx = await ready_transaction(runtime, ROWS)
+    real_move = sender._move
+
+    async def unanswered(transaction_id: str, ids: Any, old: Any, new: Any, **options: Any) -> int:
+        if new == MessageStatus.SENDING:
+            return 0
+        return await real_move(transaction_id, ids, old, new, **options)
+
+    monkeypatch.setattr(sender, "_move", unanswered)
+    with pytest.raises(RetryableError, match="unclaimed without a cancel"):
+        await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+
+    monkeypatch.setattr(sender, "_move", real_move)
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    assert await sends_of(sim, tx, [2, 3]) == [1, 1]
+
+
+async def test_a_cancel_asked_before_the_claim_sends_nothing_and_acks(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
+) -> None:
+    # The scheduler has not yet cancelled the waiting messages: the claim moves none.
+    tx = await ready_transaction(runtime, ROWS)
+    await runtime.store.transactions.update_one(
+        {"_id": tx.id}, {"$set": {"cancel_requested_at": datetime.now(UTC)}}
+    )
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+    assert {m["status"] for m in (await statuses(runtime, tx.id)).values()} == {"READY_TO_SEND"}
