@@ -1037,12 +1037,16 @@ class TransactionController(Controller):
     @get(
         "/{transaction_id:str}/status",
         summary="Progress and estimated completion",
+        description=(
+            "As read at most `STATUS_MAX_AGE_SECONDS` (1 s) ago, like `GET"
+            " /transactions/{transaction_id}`."
+        ),
         responses=error_responses(Code.VALIDATION_ERROR, Code.TRANSACTION_NOT_FOUND),
     )
     async def get_progress(
         self, transaction_id: FromPath[str], deps: Deps, tenant: Tenant
     ) -> TransactionProgress:
-        tx = await own_transaction(deps, tenant, transaction_id)
+        tx = await own_transaction(deps, tenant, transaction_id, recent=True)
         return compute_progress(tx, datetime.now(UTC))
 
     @post(
