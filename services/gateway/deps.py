@@ -53,13 +53,12 @@ class GatewayDeps:
         broker: Broker,
         store: Store,
         s3: S3Client,
-        key_cache_seconds: float = 1.0,
-        status_max_age_seconds: float = 1.0,
+        settings: GatewaySettings,
     ) -> None:
         self.broker = broker
         self.store = store
         self.s3 = s3
-        self.api_keys = KeyCache(store, key_cache_seconds)
+        self.api_keys = KeyCache(store, settings.api_key_cache_seconds)
         # By (tenant, transaction id).
         self.transactions: Coalescer[tuple[str, str], Transaction | None] = Coalescer(
             lambda ids: find_transaction(store, *ids)
@@ -68,8 +67,8 @@ class GatewayDeps:
         # (up to a second, bench/e2e.py) still ends before the answer is too old to give.
         self.statuses: RecentReads[tuple[str, str], Transaction] = RecentReads(
             lambda ids: find_transaction(store, *ids),
-            refresh_after=status_max_age_seconds / 10,
-            max_age=status_max_age_seconds,
+            refresh_after=settings.status_max_age_seconds / 10,
+            max_age=settings.status_max_age_seconds,
         )
 
 
@@ -81,13 +80,7 @@ Settings = NamedDependency[GatewaySettings]
 async def open_deps(stack: AsyncExitStack, settings: GatewaySettings) -> GatewayDeps:
     runtime = await open_runtime(SERVICE, settings, stack)
     s3 = await open_s3(stack, settings)
-    return GatewayDeps(
-        broker=runtime.broker,
-        store=runtime.store,
-        s3=s3,
-        key_cache_seconds=settings.api_key_cache_seconds,
-        status_max_age_seconds=settings.status_max_age_seconds,
-    )
+    return GatewayDeps(broker=runtime.broker, store=runtime.store, s3=s3, settings=settings)
 
 
 def provide_deps(state: State) -> GatewayDeps:

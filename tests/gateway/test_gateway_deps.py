@@ -47,7 +47,7 @@ async def test_nats_down(
 ) -> None:
     broker = await connect_broker(gateway_settings.nats_url, "test-down")
     await broker.nc.close()
-    down = GatewayDeps(broker=broker, store=deps.store, s3=deps.s3)
+    down = GatewayDeps(broker=broker, store=deps.store, s3=deps.s3, settings=gateway_settings)
     async with _client(gateway_settings, down, api_key) as client:
         ready = await client.get("/health/ready")
         assert ready.status_code == 503

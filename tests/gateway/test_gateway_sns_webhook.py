@@ -167,7 +167,7 @@ async def test_nats_down_is_503_so_sns_retries(
 ) -> None:
     broker = await connect_broker(sns_settings.nats_url, "test-down")
     await broker.nc.close()
-    down = GatewayDeps(broker=broker, store=deps.store, s3=deps.s3)
+    down = GatewayDeps(broker=broker, store=deps.store, s3=deps.s3, settings=sns_settings)
     async with webhook(sns_settings, down) as client:
         response = await post(client, notification(sns_host, payload("event_delivery")))
     refused(response, 503, "SERVICE_UNAVAILABLE")
