@@ -120,10 +120,15 @@ def test_replicas_share_the_work_and_the_rate_and_survive_losing_one(
         ]
         # Early in the run, every replica busy: the batches it held come back to the others
         # after the consumer's ack wait (30 s), so the earlier the kill, the shorter the test.
-        # Its metrics die with it: read them just before.
-        while len(sim_sends(sim_url)) < MESSAGES // 10:
+        # Not before the victim has sent something, though: which replica fetches the first
+        # batches is up to JetStream, and a replica that never sent proves nothing about
+        # losing a busy one. Its metrics die with it: read them just before.
+        deadline = time.monotonic() + 60
+        by_killed = 0.0
+        while len(sim_sends(sim_url)) < MESSAGES // 10 or by_killed == 0:
+            assert time.monotonic() < deadline, f"{KILLED} sent nothing in 60 s"
             time.sleep(0.2)
-        by_killed = metric(ops[KILLED], "email_ses_sends_total", 'result="sent"')
+            by_killed = metric(ops[KILLED], "email_ses_sends_total", 'result="sent"')
         platform.kill(KILLED)
         killed_at = len(sim_sends(sim_url))
         records = [client.wait(tx_id, timeout=180) for tx_id in tx_ids]
