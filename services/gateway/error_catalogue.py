@@ -87,7 +87,9 @@ fixes the HTTP status.
 
 A file that cannot be sent at all: the transaction goes to FAILED with one of these in
 `failure.code`, and no message of the file is kept. `validate_only=true` reports it as
-`file_error`.
+`file_error`. What the header row decides (its columns, the template's placeholder
+columns, an empty or unreadable header) refuses the submission itself: 400
+`INVALID_FILE`, with the file error in `details.file_error`, and no transaction.
 
 {files}
 

@@ -61,6 +61,7 @@ class Code(StrEnum):
     INVALID_FORM = "INVALID_FORM"
     MISSING_FILE = "MISSING_FILE"
     EMPTY_FILE = "EMPTY_FILE"
+    INVALID_FILE = "INVALID_FILE"
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     INVALID_CALLBACK_URL = "INVALID_CALLBACK_URL"
     CALLBACK_URL_NOT_ALLOWED = "CALLBACK_URL_NOT_ALLOWED"
@@ -174,6 +175,16 @@ CODES: Final[dict[Code, CodeSpec]] = {
     ),
     Code.MISSING_FILE: CodeSpec(status=400, description="A submission form without a `file` part."),
     Code.EMPTY_FILE: CodeSpec(status=400, description="A submitted file of 0 bytes."),
+    Code.INVALID_FILE: CodeSpec(
+        status=400,
+        description=(
+            "A submitted file (uploaded, or at `source.s3_uri`) whose header row ingest would "
+            "refuse: `details.file_error` is that file error (`code`, `message`, `details`; "
+            "see File errors), `details.row` is 1. Nothing is kept. What only the rest of the "
+            "file shows (too many rows, no valid row, bytes after the header that are not "
+            "UTF-8) still ends the transaction FAILED, as does a header longer than 64 KiB."
+        ),
+    ),
     Code.FILE_TOO_LARGE: CodeSpec(
         status=413,
         description=(

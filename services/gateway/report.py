@@ -9,6 +9,10 @@ What ingest would fail the whole file for is the report's ``file_error``, with i
 and message: a header error, a limit, unreadable bytes, a placeholder no column provides
 (the rows are still checked then, for their own errors), or no valid row. Reading stops at
 the first of them but a missing column; the counts are those of the rows read until then.
+
+``header_problem`` is the part of this a submission is refused for at once (400
+``INVALID_FILE``): what the header row decides, read from the file's first bytes. The rest
+(a row limit, no valid row, bad bytes further on) is ingest's, as a FAILED transaction.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from shared.documents import RowError
 from shared.errors import InputError
 from shared.settings import CsvSettings
 
-__all__ = ["FIRST_ERRORS", "FileProblem", "RowCounts", "ValidationReport", "check_file"]
+__all__ = [
+    "FIRST_ERRORS",
+    "FileProblem",
+    "RowCounts",
+    "ValidationReport",
+    "check_file",
+    "header_problem",
+]
 
 FIRST_ERRORS: Final = 20
 
@@ -93,6 +104,45 @@ def _problem(error: FileError) -> FileProblem:
     return FileProblem(code=error.code, message=str(error), details=error.details)
 
 
+def _header_problem(error: HeaderError) -> FileProblem:
+    # The details ingest records with the failed transaction.
+    return FileProblem(code=error.code, message=str(error), details={"column": error.column})
+
+
+def _unreadable(error: InputError) -> FileProblem:
+    return FileProblem(code=FileErrorCode.CSV_PARSING_ERROR, message=str(error), details={})
+
+
+async def header_problem(
+    chunks: AsyncIterator[bytes],
+    placeholders: Collection[str],
+    limits: CsvSettings,
+    *,
+    complete: bool = True,
+) -> FileProblem | None:
+    """What ingest would fail the file for that its header row alone decides, or None.
+
+    Reads no further than the header. ``chunks`` may be only the file's beginning, cut
+    just after a line break (``complete=False``): a record parsed from it is whole (a
+    record ends at a line break outside quotes, and a cut inside quotes is a quote never
+    closed), but the end of ``chunks`` is not the file's end, so what the end decides --
+    no header at all, a quote never closed -- is left to ingest (None).
+    """
+    records = read_records(chunks)
+    async with aclosing(records):
+        try:
+            header = await read_header(records, max_columns=limits.max_columns)
+        except HeaderError as e:
+            return _header_problem(e)
+        except FileError as e:
+            # TOO_MANY_COLUMNS is the header's; EMPTY_FILE, the end's.
+            return _problem(e) if complete or e.code != FileErrorCode.EMPTY_FILE else None
+        except InputError as e:
+            return _unreadable(e) if complete else None
+    missing = missing_columns(header, placeholders)
+    return _problem(missing_columns_error(missing)) if missing else None
+
+
 async def check_file(
     chunks: AsyncIterator[bytes], placeholders: Collection[str], limits: CsvSettings
 ) -> ValidationReport:
@@ -122,14 +172,11 @@ async def check_file(
                 if result is not None:
                     tally.add(result)
     except HeaderError as e:
-        # The details ingest records with the failed transaction.
-        problem = FileProblem(code=e.code, message=str(e), details={"column": e.column})
+        problem = _header_problem(e)
     except FileError as e:
         problem = problem or _problem(e)
     except InputError as e:
-        problem = problem or FileProblem(
-            code=FileErrorCode.CSV_PARSING_ERROR, message=str(e), details={}
-        )
+        problem = problem or _unreadable(e)
     invalid = sum(tally.by_code.values())
     if problem is None and tally.valid == 0:
         problem = _problem(no_valid_rows_error(invalid))

@@ -8,7 +8,9 @@ deduplicated by the server.
 
 A JSON body names a file already in the bucket instead (``source``); an
 ``Idempotency-Key`` makes a retried submission answer with the first one's transaction
-(see ``idempotency``).
+(see ``idempotency``). Either way a file whose header row ingest would refuse is refused
+at once, 400 ``INVALID_FILE`` (``report.header_problem``: the form's file from its first
+64 KiB, kept as it streams; a source from the object's start), and nothing is kept.
 
 With ``?validate_only=true`` the file goes through ingest's checks instead (``report``), as
 it arrives -- the form's file straight from the request, never stored; a JSON source read
@@ -80,7 +82,7 @@ from services.gateway.records import (
     page_transactions,
     utc_now,
 )
-from services.gateway.report import ValidationReport, check_file
+from services.gateway.report import FileProblem, ValidationReport, check_file, header_problem
 from services.gateway.retry import (
     RETRY_OF,
     check_retryable,
@@ -132,6 +134,9 @@ FILE_FIELD: Final = "file"
 _TEXT_FIELDS: Final = frozenset({"template_id", "callback_url", "send_at", "metadata"})
 # Room for the form's text fields, part headers and boundaries around the file.
 _FORM_OVERHEAD: Final = 64 * 1024
+# How much of an uploaded file is kept to check its header row at once; a longer header
+# (100 columns of ~650 characters) is left to ingest.
+_HEAD_BYTES: Final = 64 * 1024
 # A JSON submission carries no file: its fields, metadata at most ~30 KiB of them.
 _MAX_JSON_BYTES: Final = 64 * 1024
 _JSON: Final = "application/json"
@@ -481,13 +486,12 @@ class _Receiver:
         self.filename: str | None = None
         self.file_seen = False
         self.template: Template | None = None
+        self.head = bytearray()
 
     async def receive(self, request: Request[Any, Any, Any]) -> _Submission:
         """Read the body and complete the upload, or abort it and raise."""
         try:
             submission = await self._read(request)
-            if self.upload.size == 0:
-                raise _empty_file()
             await self.upload.complete()
         except BaseException:
             await self.upload.abort()
@@ -513,13 +517,28 @@ class _Receiver:
                         if self.upload.size + len(data) > self.settings.max_upload_bytes:
                             raise _too_large(self.settings.max_upload_bytes)
                         await self.upload.write(data)
+                        self.head += data[: _HEAD_BYTES - len(self.head)]
                     case FileEnded():
                         pass
         if not self.file_seen:
             raise _missing_file()
+        if self.upload.size == 0:
+            raise _empty_file()
         submission = _check_fields(self.fields, self.settings)
         await self._find_template(submission)
+        await self._check_header()
         return submission
+
+    async def _check_header(self) -> None:
+        assert self.template is not None
+        complete = self.upload.size == len(self.head)
+        # Cut after the last line break: what the parser reads from it ends there.
+        head = self.head if complete else self.head[: self.head.rfind(b"\n") + 1]
+        problem = await header_problem(
+            _one_chunk(bytes(head)), self.template.placeholders, self.settings, complete=complete
+        )
+        if problem is not None:
+            raise _invalid_file(problem, FILE_FIELD)
 
     async def _find_template(self, submission: _Submission) -> None:
         if self.template is None:
@@ -650,6 +669,18 @@ def _empty_file() -> ApiError:
     return ApiError(Code.EMPTY_FILE, "the file is empty", details={"field": FILE_FIELD})
 
 
+def _invalid_file(problem: FileProblem, field: str) -> ApiError:
+    return ApiError(
+        Code.INVALID_FILE,
+        problem.message,
+        details={"field": field, "row": 1, "file_error": msgspec.to_builtins(problem)},
+    )
+
+
+async def _one_chunk(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
 def _too_large(max_bytes: int) -> ApiError:
     return ApiError(
         Code.FILE_TOO_LARGE,
@@ -735,7 +766,7 @@ async def _receive_json(
 ) -> _Intake:
     body = await _read_json(request)
     submission = _check_input(body, settings)
-    await _require_template(deps, tenant, submission.template_id)
+    template = await _require_template(deps, tenant, submission.template_id)
     found = await find_source(
         deps.s3,
         body.source.s3_uri,
@@ -744,6 +775,12 @@ async def _receive_json(
         max_bytes=settings.max_upload_bytes,
     )
     location = found.location
+    # Read no further than the header row.
+    chunks = read_source(deps.s3, location)
+    async with aclosing(chunks):
+        problem = await header_problem(chunks, template.placeholders, settings)
+    if problem is not None:
+        raise _invalid_file(problem, "source.s3_uri")
     return _Intake(
         submission=submission,
         source=location,
@@ -861,6 +898,7 @@ class TransactionController(Controller):
                 Code.INVALID_FORM,
                 Code.MISSING_FILE,
                 Code.EMPTY_FILE,
+                Code.INVALID_FILE,
                 Code.TEMPLATE_NOT_FOUND,
                 Code.INVALID_CALLBACK_URL,
                 Code.CALLBACK_URL_NOT_ALLOWED,

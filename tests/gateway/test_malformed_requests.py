@@ -28,6 +28,7 @@ import pytest
 from services.gateway.deps import GatewayDeps
 from services.gateway.form import MAX_FIELD_BYTES, MAX_PARTS
 from services.gateway.records import insert_template, utc_now
+from services.gateway.source import tenant_prefix
 from shared.documents import S3Location, StatusEntry, Template, Transaction, to_document
 from shared.settings import GatewaySettings
 from shared.status import TxStatus
@@ -419,6 +420,70 @@ async def test_bytes_around_the_form_are_bounded_too(gateway: Gateway) -> None:
 
     await gateway.refused(413, "FILE_TOO_LARGE", _submit(trailing))
     await gateway.refused(413, "FILE_TOO_LARGE", _submit(trailing, validate_only=True))
+
+
+# What ingest would refuse the whole file for, decided by its header row (docs/errors.md,
+# "File errors"); the template uses ``first_name``.
+_BAD_HEADERS: Final = {
+    "no email column": (b"name,city\nAnn,Paris\n", "MISSING_EMAIL_COLUMN"),
+    "a column twice": (b"email,First Name,first_name\na@example.com,A,B\n", "DUPLICATE_COLUMN"),
+    "a nameless column": (b"email,,first_name\na@example.com,,A\n", "EMPTY_COLUMN_NAME"),
+    "too many columns": (",".join(["email", *map(str, range(100))]).encode(), "TOO_MANY_COLUMNS"),
+    "a placeholder without its column": (b"email\na@example.com\n", "MISSING_PLACEHOLDER_COLUMN"),
+    "blank lines only": (b"\n\r\n\n", "EMPTY_FILE"),
+    "not text": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "CSV_PARSING_ERROR"),
+    "UTF-16": ("email\nada@example.com\n".encode("utf-16"), "CSV_PARSING_ERROR"),
+}
+
+
+@pytest.mark.parametrize("case", _BAD_HEADERS)
+async def test_a_file_whose_header_ingest_would_refuse_is_refused_at_once(
+    gateway: Gateway, case: str
+) -> None:
+    """Not 202 and a FAILED transaction later: a 400 with the file error ingest would have
+    failed it with, whether the template comes before the file or after it."""
+    content, file_error = _BAD_HEADERS[case]
+    template = _part("template_id", b"tpl-fuzz")
+    file = _part("file", content, "people.csv")
+    for body in (_form(template, file), _form(file, template)):
+        error = await gateway.refused(400, "INVALID_FILE", _submit(body))
+        assert error["details"]["file_error"]["code"] == file_error, error
+        assert (error["details"]["field"], error["details"]["row"]) == ("file", 1)
+
+
+async def test_a_long_file_is_judged_by_its_header_in_its_first_bytes(gateway: Gateway) -> None:
+    """The header is checked from the first 64 KiB, kept as the file streams to S3; the cut
+    there (mid-row, inside a quoted line break) decides nothing about the rest."""
+    rows = b"".join(b'a%d@example.com,"Line one\nline two %d"\n' % (i, i) for i in range(5000))
+    assert len(rows) > 3 * 64 * 1024
+    template = _part("template_id", b"tpl-fuzz")
+    bad = _form(template, _part("file", b"mail,first_name\n" + rows, "big.csv"))
+    error = await gateway.refused(400, "INVALID_FILE", _submit(bad))
+    assert error["details"]["file_error"]["code"] == "MISSING_EMAIL_COLUMN"
+    # The same rows under a good header: accepted, every 64 KiB cut notwithstanding.
+    for filler in range(0, 40, 7):
+        head = b"email,first_name" + b" " * filler + b"\n"
+        good = _form(template, _part("file", head + rows, "big.csv"))
+        response = await _submit(good)(gateway)
+        assert response.status_code == 202, response.text
+
+
+async def test_a_source_whose_header_ingest_would_refuse_is_refused_at_once(
+    gateway: Gateway,
+) -> None:
+    key = f"{tenant_prefix(TENANT)}no-email.csv"
+    await gateway.deps.s3.put_object(
+        Bucket=gateway.settings.s3_bucket, Key=key, Body=b"name,first_name\nAnn,A\n" * 10
+    )
+    body = {
+        "template_id": "tpl-fuzz",
+        "source": {"s3_uri": f"s3://{gateway.settings.s3_bucket}/{key}"},
+    }
+    error = await gateway.refused(
+        400, "INVALID_FILE", _json_send("submit by JSON", _encode(body), "application/json")
+    )
+    assert error["details"]["file_error"]["code"] == "MISSING_EMAIL_COLUMN"
+    assert error["details"]["field"] == "source.s3_uri"
 
 
 async def test_binary_files_are_reported_not_stored_with_validate_only(
