@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from shared.broker import Broker
 from shared.events import MessageOutcome, MessageOutcomes
 from shared.status import MessageStatus
-from shared.store import Store
+from shared.store import Store, find_in
 from shared.topology import Subjects
 
 __all__ = ["announce_moved", "publish_outcomes"]
@@ -65,8 +65,8 @@ async def announce_moved(
     if moved == len(ids) and known is not None and all(i in known for i in ids):
         outcomes = [known[i] for i in ids]
     else:
-        found = store.messages.find(
-            {"_id": {"$in": list(ids)}, "status": status}, {"_id": 1, "row": 1, "email": 1}
+        found = find_in(
+            store.messages, "_id", ids, {"status": status}, {"_id": 1, "row": 1, "email": 1}
         )
         outcomes = [
             MessageOutcome(message_id=str(raw["_id"]), row=int(raw["row"]), email=raw["email"])

@@ -20,7 +20,7 @@ from shared.events import TxStatusChanged
 from shared.metrics import TX_PROCESSING_SECONDS, TX_STATUS_CHANGES, TX_STATUS_SECONDS
 from shared.status import MessageStatus as M
 from shared.status import TxStatus as T
-from shared.store import Store
+from shared.store import Store, in_pieces
 from shared.topology import Subjects
 
 __all__ = [
@@ -224,8 +224,9 @@ async def move_messages(
     """Move every message of ``ids`` that is in ``old`` to ``new``, and the transaction's
     counters with them, in one store transaction; returns how many moved.
 
-    One command for the messages (``update_many`` on ``_id: {$in: ids}``) and one for the
-    counters: a crash between them can no longer leave the counters off by a batch.
+    One command for the messages (``update_many`` on ``_id: {$in: ids}``, one per piece of
+    ``MAX_IN`` ids) and one for the counters: a crash between them can no longer leave the
+    counters off by a batch.
     ``message_inc`` increments fields of each message moved (``{"attempts": 1}``);
     ``tx_guard`` is a condition on the transaction (``{"cancel_requested_at": None}``):
     when it does not hold, nothing moves.
@@ -235,11 +236,15 @@ async def move_messages(
     update: dict[str, Any] = {"$set": {"status": new, "updated_at": now, **(also_set or {})}}
     if message_inc:
         update["$inc"] = dict(message_inc)
-    query = {"_id": {"$in": list(ids)}, "status": old, **(guard or {})}
+    query = {"status": old, **(guard or {})}
 
     async def apply(session: AsyncClientSession) -> int:
-        result = await store.messages.update_many(query, update, session=session)
-        moved = result.modified_count
+        moved = 0
+        for piece in in_pieces(ids):
+            result = await store.messages.update_many(
+                {"_id": {"$in": list(piece)}, **query}, update, session=session
+            )
+            moved += result.modified_count
         if moved:
             inc = {f"counters.{old.lower()}": -moved, f"counters.{new.lower()}": moved}
             counted = await store.transactions.update_one(

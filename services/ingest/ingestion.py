@@ -75,7 +75,7 @@ from shared.records import load_template, load_transaction
 from shared.schedule import IMMEDIATE, fire_time, slot_of
 from shared.settings import IngestSettings
 from shared.status import MessageStatus, TxStatus
-from shared.store import Store
+from shared.store import Store, find_in
 from shared.topology import CONSUMERS, Subjects
 from shared.transitions import transition_tx
 
@@ -474,7 +474,7 @@ class _BatchWriter:
     async def _suppressed(self, rows: list[ValidRow]) -> set[str]:
         """The suppression ids, among these rows' addresses, on the tenant's list."""
         ids = [suppression_id(self.tx.tenant, row.email) for row in rows]
-        found = self.store.suppressions.find({"_id": {"$in": ids}}, {"_id": 1})
+        found = find_in(self.store.suppressions, "_id", ids, projection={"_id": 1})
         return {str(doc["_id"]) async for doc in found}
 
     def _messages(

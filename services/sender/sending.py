@@ -73,7 +73,7 @@ from shared.settings import (
 from shared.settlement import settle
 from shared.status import MessageStatus as M
 from shared.status import TxStatus
-from shared.store import Store, insert_new
+from shared.store import Store, find_in, in_pieces, insert_new
 from shared.template import CompiledTemplate, RenderedEmail, compile_template
 from shared.topology import CONSUMERS, KV, Subjects
 from shared.transitions import move_messages
@@ -126,9 +126,10 @@ def _retryable(error: Exception) -> bool:
 
 
 async def _set_in_transaction(
-    store: Store, query: Mapping[str, Any], fields: Mapping[str, Any]
+    store: Store, ids: Sequence[str], query: Mapping[str, Any], fields: Mapping[str, Any]
 ) -> None:
-    """``$set`` ``fields`` on the messages ``query`` matches, in a store transaction.
+    """``$set`` ``fields`` on the messages of ``ids`` that ``query`` matches, in a store
+    transaction (one ``update_many`` per piece of ``MAX_IN`` ids).
 
     Not a bare ``update_many``: the embedded store (SecantusDB 0.7) runs a multi-document
     update outside a transaction in chunks and retries its write conflicts without end while
@@ -140,7 +141,10 @@ async def _set_in_transaction(
     """
 
     async def apply(session: AsyncClientSession) -> None:
-        await store.messages.update_many(query, {"$set": dict(fields)}, session=session)
+        for piece in in_pieces(ids):
+            await store.messages.update_many(
+                {"_id": {"$in": list(piece)}, **query}, {"$set": dict(fields)}, session=session
+            )
 
     async with store.client.start_session() as session:
         await session.with_transaction(apply)
@@ -272,8 +276,8 @@ class SenderActor(Actor[SendBatch]):
             return waiting, unresolved
         receipts = {
             str(doc["_id"])
-            async for doc in self.store.sends.find(
-                {"_id": {"$in": [m.id for m in expired]}}, {"_id": 1}
+            async for doc in find_in(
+                self.store.sends, "_id", [m.id for m in expired], projection={"_id": 1}
             )
         }
         sent = [m.id for m in expired if m.id in receipts]
@@ -300,8 +304,8 @@ class SenderActor(Actor[SendBatch]):
             back = {m.id for m in decidable}
             waiting += [
                 from_document(doc, Message)
-                async for doc in self.store.messages.find(
-                    {"_id": {"$in": sorted(back)}, "status": M.READY_TO_SEND}
+                async for doc in find_in(
+                    self.store.messages, "_id", sorted(back), {"status": M.READY_TO_SEND}
                 )
             ]
             log.warning("unsent after a lost attempt", resent=len(back), receipts=len(sent))
@@ -324,9 +328,7 @@ class SenderActor(Actor[SendBatch]):
         if unmarked:
             last = (await self.broker.js.stream_info(spec.stream)).state.last_seq
             await _set_in_transaction(
-                self.store,
-                {"_id": {"$in": unmarked}, "status": M.SENDING},
-                {"resolve_after_seq": last},
+                self.store, unmarked, {"status": M.SENDING}, {"resolve_after_seq": last}
             )
             marks.update(dict.fromkeys(unmarked, last))
         return [m for m in lapsed if (marks[m.id] or 0) <= read_up_to]
@@ -389,8 +391,8 @@ class SenderActor(Actor[SendBatch]):
             # are the ones that carry our attempt.
             found = {
                 str(doc["_id"]): doc
-                async for doc in self.store.messages.find(
-                    {"_id": {"$in": ids}}, {"status": 1, "attempt_id": 1}
+                async for doc in find_in(
+                    self.store.messages, "_id", ids, projection={"status": 1, "attempt_id": 1}
                 )
             }
             waiting = sum(1 for doc in found.values() if doc["status"] == M.READY_TO_SEND)
@@ -426,7 +428,8 @@ class SenderActor(Actor[SendBatch]):
             await asyncio.shield(
                 _set_in_transaction(
                     self.store,
-                    {"_id": {"$in": ids}, "status": M.SENDING, "attempt_id": attempt_id},
+                    ids,
+                    {"status": M.SENDING, "attempt_id": attempt_id},
                     {"lease_until": datetime.now(UTC) + self.lease},
                 )
             )

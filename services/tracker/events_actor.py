@@ -43,7 +43,7 @@ from shared.metrics import MESSAGES_FAILED
 from shared.outcomes import announce_moved
 from shared.settlement import settle
 from shared.status import MessageStatus
-from shared.store import Store, insert_new
+from shared.store import Store, find_in, insert_new
 from shared.topology import CONSUMERS
 from shared.transitions import move_messages
 
@@ -240,9 +240,11 @@ class SesEventsActor(Actor[SesEvents]):
                 unmapped += 1
                 log.warning("ses event names no message", kind=event.kind)
         if untagged:
-            found = self.store.sends.find(
-                {"ses_message_id": {"$in": sorted(untagged)}},
-                {"_id": 1, "transaction_id": 1, "ses_message_id": 1},
+            found = find_in(
+                self.store.sends,
+                "ses_message_id",
+                sorted(untagged),
+                projection={"_id": 1, "transaction_id": 1, "ses_message_id": 1},
             )
             async for raw in found:
                 target = _Target(str(raw["_id"]), str(raw["transaction_id"]))
@@ -257,9 +259,18 @@ class SesEventsActor(Actor[SesEvents]):
     async def _read(self, by_message: Mapping[_Target, list[SesEvent]]) -> dict[str, _Known]:
         if not by_message:
             return {}
-        found = self.store.messages.find(
-            {"_id": {"$in": sorted(t.message_id for t in by_message)}},
-            {"transaction_id": 1, "tenant": 1, "row": 1, "email": 1, "status": 1, "events.key": 1},
+        found = find_in(
+            self.store.messages,
+            "_id",
+            sorted(t.message_id for t in by_message),
+            projection={
+                "transaction_id": 1,
+                "tenant": 1,
+                "row": 1,
+                "email": 1,
+                "status": 1,
+                "events.key": 1,
+            },
         )
         known: dict[str, _Known] = {}
         async for raw in found:

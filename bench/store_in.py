@@ -1,0 +1,107 @@
+"""What a ``$in`` of N ids costs the store per document it reads or updates, by N.
+
+    .venv/bin/python -m bench.store_in [--messages 8000]
+
+Starts the store (the launcher, as ``make run`` does), writes ``--messages`` messages as
+ingest does (the same indexes), then reads and updates them by ``_id: {$in}`` lists of
+each size, in order, and prints the milliseconds per document. On SecantusDB 0.7 the cost
+per document grows with the list (it goes through the list for each document), which is
+why ``shared.store.MAX_IN`` cuts lists into pieces; on MongoDB it should stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.documents import Message, message_id, to_document
+from shared.indexes import ensure_indexes
+from shared.status import MessageStatus
+from shared.store import MAX_IN, Store, connect_store
+from stack.launcher import Stack
+
+DB = "bench_store_in"
+SIZES = (50, 100, 250, 500, 1000, 2000)
+
+
+async def measure(uri: str, n: int) -> list[tuple[int, float, float]]:
+    store = await connect_store(uri, DB)
+    try:
+        await store.client.drop_database(DB)
+        await ensure_indexes(store.db)
+        await _seed(store, n)
+        return [await _one_size(store, n, size) for size in SIZES]
+    finally:
+        await store.client.drop_database(DB)
+        await store.close()
+
+
+async def _seed(store: Store, n: int) -> None:
+    now = datetime.now(UTC)
+    docs = [
+        to_document(
+            Message(
+                id=message_id("tx", row),
+                transaction_id="tx",
+                tenant="t",
+                batch=row // 500,
+                row=row,
+                email=f"success+{row}@simulator.amazonses.com",
+                data={"name": f"U{row}"},
+                status=MessageStatus.READY_TO_SEND,
+                updated_at=now,
+            )
+        )
+        for row in range(n)
+    ]
+    for start in range(0, n, 500):
+        await store.messages.insert_many(docs[start : start + 500])
+
+
+async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float]:
+    """Milliseconds per document read, and per document updated, by lists of ``size``."""
+    lists = [
+        [message_id("tx", row) for row in range(i, min(i + size, n))] for i in range(0, n, size)
+    ]
+    began = time.perf_counter()
+    read = 0
+    for ids in lists:
+        read += len(await store.messages.find({"_id": {"$in": ids}}).to_list(None))
+    per_read = (time.perf_counter() - began) / read * 1e3
+    began = time.perf_counter()
+    updated = 0
+    for ids in lists:
+        result = await store.messages.update_many(
+            {"_id": {"$in": ids}}, {"$set": {"attempt_id": f"by-{size}"}}
+        )
+        updated += result.modified_count
+    per_update = (time.perf_counter() - began) / updated * 1e3
+    return size, per_read, per_update
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=8000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        # Named as given, so the launcher starts no AWS servers: none is needed.
+        stack = Stack(Path(tmp) / "stack", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+        with stack as info:
+            rows = asyncio.run(measure(info.mongodb_uri, args.messages))
+    print(f"$in list size vs store cost, {args.messages:,} messages (MAX_IN = {MAX_IN})")
+    print(f"{'ids per $in':>12} {'read ms/doc':>12} {'update ms/doc':>14}")
+    for size, per_read, per_update in rows:
+        print(f"{size:>12,} {per_read:>12.3f} {per_update:>14.3f}")
+    first, last = rows[0], rows[-1]
+    print(
+        f"{last[0]:,} ids vs {first[0]:,}: reads x{last[1] / first[1]:.1f}, "
+        f"updates x{last[2] / first[2]:.1f} per document"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Long id lists reach the store as ``$in`` lists of at most ``MAX_IN`` ids (shared/store.py
+says why), on the real store, seen by a command listener: the moves and reads are whole."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+
+from shared.status import MessageStatus as M
+from shared.store import MAX_IN, CommandCounter, Store, find_in
+from shared.transitions import move_messages
+from stack.launcher import StackInfo
+
+N = 2 * MAX_IN + 100
+
+
+class _Recorder(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def in_lists(self, name: str, key: str) -> list[int]:
+        """The length of each ``$in`` on ``_id`` the ``name`` commands sent."""
+        sizes = []
+        for command_name, command in self.commands:
+            if command_name != name or command.get(name) != "messages":
+                continue
+            query = command["updates"][0]["q"] if name == "update" else command["filter"]
+            sizes.append(len(query[key]["$in"]))
+        return sizes
+
+
+@pytest.fixture
+async def store(stack_info: StackInfo, db_name: str) -> AsyncIterator[tuple[Store, _Recorder]]:
+    recorder = _Recorder()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack_info.mongodb_uri, tz_aware=True, event_listeners=[recorder]
+    )
+    try:
+        yield Store(client, db_name, CommandCounter()), recorder
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
+
+
+async def test_a_long_move_and_read_go_in_pieces_and_miss_nothing(
+    store: tuple[Store, _Recorder],
+) -> None:
+    db, recorder = store
+    ids = [f"tx:{row}" for row in range(N)]
+    await db.transactions.insert_one({"_id": "tx", "counters": {"ready_to_send": N}})
+    await db.messages.insert_many(
+        [{"_id": i, "transaction_id": "tx", "status": M.READY_TO_SEND} for i in ids]
+    )
+    recorder.commands.clear()
+
+    assert await move_messages(db, "tx", ids, M.READY_TO_SEND, M.SENDING) == N
+
+    assert recorder.in_lists("update", "_id") == [MAX_IN, MAX_IN, 100]
+    tx = await db.transactions.find_one({"_id": "tx"})
+    assert tx is not None
+    assert tx["counters"] == {"ready_to_send": 0, "sending": N}
+    found = [doc["_id"] async for doc in find_in(db.messages, "_id", ids, {"status": M.SENDING})]
+    assert sorted(found) == sorted(ids)
+    assert recorder.in_lists("find", "_id") == [MAX_IN, MAX_IN, 100]
