@@ -71,7 +71,9 @@ TEMPLATE = {
 DB = "bench_e2e"
 SCRATCH_DB = "bench_e2e_raw"
 BATCH = 500  # BATCH_SIZE's default: ingest's insert_many, the scheduler's batches
-CHUNK = 250  # SEND_CHUNK_SIZE's default: the sender's claims and records
+# The sender's chunk at 1000/s with the default settings: a whole batch (a chunk is a
+# second of the rate, at most SEND_CHUNK_SIZE 1000).
+CHUNK = BATCH
 CALIBRATION_SECONDS = 10.0
 CALIBRATION_RATE = 50.0  # requests/s each, when there is no --load-rate to calibrate at
 GOAL_SENT = 1.3

@@ -150,8 +150,10 @@ class SenderSettings(ServiceSettings, frozen=True, kw_only=True):
     send_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 128
     # Unset means the account's own ceiling, from SES GetAccount.
     ses_max_send_rate: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    # Messages claimed, sent and recorded together (one store round trip per phase).
-    send_chunk_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 250
+    # At most this many messages claimed, sent and recorded together (one store round trip
+    # per phase). Below it a chunk is about a second of the send rate: SENT keeps up at a
+    # low rate, and at a high one a whole send batch (500) is one chunk.
+    send_chunk_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
     # How long a claim holds without renewal; a live sender renews it every third of it.
     send_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # After a lost attempt's lease ends: how long SES's Send events may take to reach us

@@ -173,10 +173,14 @@ class SenderActor(Actor[SendBatch]):
         self.links = links
         self.lease = timedelta(seconds=settings.send_lease_seconds)
         self.grace = timedelta(seconds=settings.send_resolve_grace_seconds)
+        # About a second of sending, at most send_chunk_size: its SENT is recorded that
+        # often, and each chunk costs the same few store round trips whatever its size.
+        self._chunk_size = max(1, min(settings.send_chunk_size, math.ceil(pacer.rate)))
         # Claimed chunks at once in this process: about two seconds of sending, enough to
-        # keep the pacer busy while other chunks are claimed and recorded; at least two.
-        chunks = math.ceil(pacer.rate * 2.0 / settings.send_chunk_size)
-        self._chunks = asyncio.Semaphore(max(2, chunks))
+        # keep the pacer busy while other chunks are claimed and recorded; at least four
+        # (a batch smaller than a chunk is a smaller chunk).
+        chunks = math.ceil(pacer.rate * 2.0 / self._chunk_size)
+        self._chunks = asyncio.Semaphore(max(4, chunks))
         self._calls = asyncio.Semaphore(settings.send_concurrency)
         self._writes = asyncio.Lock()
         self._templates: dict[str, _Template] = {}
@@ -194,7 +198,7 @@ class SenderActor(Actor[SendBatch]):
         template = await self._template(tx.template_id)
         test_mode = tx.mode == "test"
         totals: dict[str, int] = defaultdict(int)
-        size = self.settings.send_chunk_size
+        size = self._chunk_size
         for start in range(0, len(waiting), size):
             async with self._chunks:
                 counts = await self._send_chunk(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -186,6 +187,23 @@ async def test_a_batch_is_sent_once_and_recorded(
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_a_chunk_is_about_a_second_of_the_rate(
+    runtime: Runtime, stack_info: StackInfo, db_name: str
+) -> None:
+    """At 10/s a batch of 25 goes as chunks of 10, 10 and 5, each claimed (one attempt) and
+    recorded SENT on its own: a slow account sees SENT grow every second, not per batch."""
+    sender = await open_test_sender(runtime, stack_info, db_name, SES_MAX_SEND_RATE="10")
+    rows = {row: f"success+{row}@simulator.amazonses.com" for row in range(2, 27)}
+    tx = await ready_transaction(runtime, rows)
+
+    await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+    messages = await statuses(runtime, tx.id)
+    assert {m["status"] for m in messages.values()} == {"SENT"}
+    by_attempt = Counter(m["attempt_id"] for m in messages.values())
+    assert sorted(by_attempt.values()) == [5, 10, 10]
 
 
 async def test_throttling_then_5xx_lose_nothing_send_nothing_twice_and_show_backoff(
