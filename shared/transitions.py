@@ -224,9 +224,14 @@ async def move_messages(
     """Move every message of ``ids`` that is in ``old`` to ``new``, and the transaction's
     counters with them, in one store transaction; returns how many moved.
 
-    One command for the messages (``update_many`` on ``_id: {$in: ids}``, one per piece of
-    ``MAX_IN`` ids) and one for the counters: a crash between them can no longer leave the
-    counters off by a batch.
+    The counters' ``$inc`` and the messages' ``update_many`` (one per piece of ``MAX_IN``
+    ids) commit together, so a crash can never leave the counters off. The counters go
+    first, by the number of ids, and are corrected after the update if fewer moved: every
+    mover of a transaction's messages writes that one document, and writing it first makes
+    a conflict show at once, before the costly update, to the later writer, who backs off
+    and tries again. Written last, a long move conflicted at its end with every short one
+    committed meanwhile, and was retried until its time ran out (the tracker behind the
+    sender at 100,000 recipients; at 10,000, COMPLETED 55 s -> 43 s).
     ``message_inc`` increments fields of each message moved (``{"attempts": 1}``);
     ``tx_guard`` is a condition on the transaction (``{"cancel_requested_at": None}``):
     when it does not hold, nothing moves.
@@ -237,21 +242,25 @@ async def move_messages(
     if message_inc:
         update["$inc"] = dict(message_inc)
     query = {"status": old, **(guard or {})}
+    counters = {"_id": transaction_id, **(tx_guard or {})}
+
+    def inc(n: int) -> dict[str, Any]:
+        return {"$inc": {f"counters.{old.lower()}": -n, f"counters.{new.lower()}": n}}
 
     async def apply(session: AsyncClientSession) -> int:
+        counted = await store.transactions.update_one(counters, inc(len(ids)), session=session)
+        if counted.matched_count == 0:
+            raise _Refused  # aborts the store transaction: the messages stay
         moved = 0
         for piece in in_pieces(ids):
             result = await store.messages.update_many(
                 {"_id": {"$in": list(piece)}, **query}, update, session=session
             )
             moved += result.modified_count
-        if moved:
-            inc = {f"counters.{old.lower()}": -moved, f"counters.{new.lower()}": moved}
-            counted = await store.transactions.update_one(
-                {"_id": transaction_id, **(tx_guard or {})}, {"$inc": inc}, session=session
+        if moved < len(ids):
+            await store.transactions.update_one(
+                {"_id": transaction_id}, inc(moved - len(ids)), session=session
             )
-            if counted.matched_count == 0:
-                raise _Refused  # aborts the store transaction: the messages stay
         return moved
 
     if not ids:

@@ -30,6 +30,18 @@ class _Recorder(monitoring.CommandListener):
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
+    def writes(self) -> list[tuple[str, ...]]:
+        """Each store transaction's writes, by collection, up to its commit."""
+        done: list[tuple[str, ...]] = []
+        current: list[str] = []
+        for name, command in self.commands:
+            if name == "update":
+                current.append(str(command["update"]))
+            elif name == "commitTransaction":
+                done.append((*current, "commit"))
+                current = []
+        return done
+
     def in_lists(self, name: str, key: str) -> list[int]:
         """The length of each ``$in`` on ``_id`` the ``name`` commands sent."""
         sizes = []
@@ -68,6 +80,8 @@ async def test_a_long_move_and_read_go_in_pieces_and_miss_nothing(
     assert await move_messages(db, "tx", ids, M.READY_TO_SEND, M.SENDING) == N
 
     assert recorder.in_lists("update", "_id") == [MAX_IN, MAX_IN, 100]
+    # One store transaction, the counters written first (shared/transitions.py).
+    assert recorder.writes() == [("transactions", "messages", "messages", "messages", "commit")]
     tx = await db.transactions.find_one({"_id": "tx"})
     assert tx is not None
     assert tx["counters"] == {"ready_to_send": 0, "sending": N}
