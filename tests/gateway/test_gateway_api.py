@@ -28,7 +28,8 @@ from tests.gateway.conftest import TENANT, ClientFactory
 
 Client = AsyncTestClient[Litestar]
 
-CSV = b"email,first_name\nada@example.com,Ada\nalan@example.com,Alan\n"
+# Every column the template of ``_template`` uses: the gateway checks the header.
+CSV = b"email,first_name,name\nada@example.com,Ada,Ada L\nalan@example.com,Alan,Alan T\n"
 # A send time within the limits (at most 30 days ahead), in another offset than UTC's.
 IN_TWO_DAYS = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
 PLUS_ONE = timezone(timedelta(hours=1))
@@ -181,7 +182,7 @@ async def test_submit_streams_parts(
 ) -> None:
     """A file larger than a part goes up as a multipart upload (S3 parts are >= 5 MiB)."""
     part = 5 * 1024 * 1024
-    body = b"email\n" + b"someone@example.com\n" * (part // 20 + 1000)
+    body = b"email,first_name,name\n" + b"someone@example.com,S,S\n" * (part // 24 + 1000)
     async with make_client(upload_part_bytes=part) as client:
         template_id = await _template(client)
         response = await _submit(client, template_id, body)
