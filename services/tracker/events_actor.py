@@ -4,10 +4,11 @@ For each batch (``SesEvents`` on ``email.ses.events``):
 
 1. keep a receipt for every Send event (the proof SES has the mail), then find each event's
    message: by the ``transaction_id``/``row`` tags, else (an identity notification carries
-   no tags) by the SES message id in the receipts, in one query per batch;
-2. read the batch's messages in one query, and fold each message's events over its status
-   in the order they happened (services/tracker/outcome.py); events put addresses on the
-   suppression list whatever the status;
+   no tags) by the SES message id in the receipts, in one query per batch (per 250 ids:
+   ``shared.store.MAX_IN``);
+2. read the batch's messages in one query (per 250), and fold each message's events over
+   its status in the order they happened (services/tracker/outcome.py); events put
+   addresses on the suppression list whatever the status;
 3. move the messages by (transaction, old, new) group with ``move_messages``: the messages'
    ``update_many`` and the counters' ``$inc`` in one store transaction, so a crash between
    them cannot leave the counters off, and a redelivered batch matches nothing again;
@@ -97,8 +98,9 @@ def failure_reason(events: Iterable[SesEvent]) -> str:
 class SesEventsActor(Actor[SesEvents]):
     spec = CONSUMERS.TRACKER_EVENTS
     event_type = SesEvents
-    # A batch costs about ten store round trips whatever its size; the SQS poller publishes
-    # ten events at a time and the simulator a few dozen, so join up to 50 deliveries.
+    # A batch costs about ten store round trips, plus one per 250 messages it reads or
+    # moves (shared.store.MAX_IN); the SQS poller publishes up to a hundred events at a
+    # time and the simulator a few dozen, so join up to 50 deliveries.
     merge_limit = 50
 
     def __init__(self, store: Store, broker: Broker) -> None:
