@@ -57,7 +57,7 @@ from cli.client import FINAL, PlatformClient
 from shared.documents import Message, SendReceipt, message_id, to_document
 from shared.indexes import ensure_indexes
 from shared.status import MessageStatus as M
-from shared.store import Store, connect_store, find_in, in_pieces, insert_new
+from shared.store import Store, connect_store, find_in, insert_new, update_in
 from stack.launcher import Stack, StackInfo
 from stack.platform import SERVICES, Platform
 from stack.processes import free_port
@@ -320,13 +320,12 @@ async def _floor_steps(store: Store, n: int) -> dict[str, float]:
     async def move(chunk: list[str], old: M, new: M, also: Mapping[str, Any]) -> None:
         # move_messages' commands (without its store transaction: a floor): an update per
         # piece of MAX_IN ids, then the counters.
-        moved = 0
-        for piece in in_pieces(chunk):
-            result = await store.messages.update_many(
-                {"_id": {"$in": list(piece)}, "status": old},
-                {"$set": {"status": new, "updated_at": now, **also}},
-            )
-            moved += result.modified_count
+        moved = await update_in(
+            store.messages,
+            chunk,
+            {"status": old},
+            {"$set": {"status": new, "updated_at": now, **also}},
+        )
         inc = {f"counters.{old.lower()}": -moved, f"counters.{new.lower()}": moved}
         await store.transactions.update_one({"_id": tx}, {"$inc": inc})
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
 from pymongo import AsyncMongoClient, WriteConcern, monitoring
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, WTimeoutError
@@ -24,9 +25,9 @@ __all__ = [
     "Store",
     "connect_store",
     "find_in",
-    "in_pieces",
     "insert_new",
     "store_reachable",
+    "update_in",
 ]
 
 Document = dict[str, Any]
@@ -170,7 +171,7 @@ def store_reachable(what: str) -> Iterator[None]:
 _T = TypeVar("_T")
 
 
-def in_pieces(values: Sequence[_T]) -> list[Sequence[_T]]:
+def _in_pieces(values: Sequence[_T]) -> list[Sequence[_T]]:
     """``values`` in pieces of at most ``MAX_IN``, in order."""
     return [values[i : i + MAX_IN] for i in range(0, len(values), MAX_IN)]
 
@@ -184,11 +185,30 @@ async def find_in(
 ) -> AsyncIterator[Document]:
     """The documents whose ``field`` is one of ``values`` (and that match ``query``), read
     with one ``$in`` per piece of ``values`` (``MAX_IN``)."""
-    for piece in in_pieces(values):
+    for piece in _in_pieces(values):
         async for doc in collection.find(
             {field: {"$in": list(piece)}, **(query or {})}, projection
         ):
             yield doc
+
+
+async def update_in(
+    collection: AsyncCollection[Document],
+    ids: Sequence[Any],
+    query: Mapping[str, Any],
+    update: Mapping[str, Any],
+    *,
+    session: AsyncClientSession | None = None,
+) -> int:
+    """``update_many`` of the documents whose ``_id`` is one of ``ids`` (and that match
+    ``query``), one command per piece of ``ids`` (``MAX_IN``); returns how many changed."""
+    modified = 0
+    for piece in _in_pieces(ids):
+        result = await collection.update_many(
+            {"_id": {"$in": list(piece)}, **query}, update, session=session
+        )
+        modified += result.modified_count
+    return modified
 
 
 async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> int:

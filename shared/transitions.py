@@ -20,7 +20,7 @@ from shared.events import TxStatusChanged
 from shared.metrics import TX_PROCESSING_SECONDS, TX_STATUS_CHANGES, TX_STATUS_SECONDS
 from shared.status import MessageStatus as M
 from shared.status import TxStatus as T
-from shared.store import Store, in_pieces
+from shared.store import Store, update_in
 from shared.topology import Subjects
 
 __all__ = [
@@ -251,12 +251,7 @@ async def move_messages(
         counted = await store.transactions.update_one(counters, inc(len(ids)), session=session)
         if counted.matched_count == 0:
             raise _Refused  # aborts the store transaction: the messages stay
-        moved = 0
-        for piece in in_pieces(ids):
-            result = await store.messages.update_many(
-                {"_id": {"$in": list(piece)}, **query}, update, session=session
-            )
-            moved += result.modified_count
+        moved = await update_in(store.messages, ids, query, update, session=session)
         if moved < len(ids):
             await store.transactions.update_one(
                 {"_id": transaction_id}, inc(moved - len(ids)), session=session

@@ -73,7 +73,7 @@ from shared.settings import (
 from shared.settlement import settle
 from shared.status import MessageStatus as M
 from shared.status import TxStatus
-from shared.store import Store, find_in, in_pieces, insert_new
+from shared.store import Store, find_in, insert_new, update_in
 from shared.template import CompiledTemplate, RenderedEmail, compile_template
 from shared.topology import CONSUMERS, KV, Subjects
 from shared.transitions import move_messages
@@ -141,10 +141,7 @@ async def _set_in_transaction(
     """
 
     async def apply(session: AsyncClientSession) -> None:
-        for piece in in_pieces(ids):
-            await store.messages.update_many(
-                {"_id": {"$in": list(piece)}, **query}, {"$set": dict(fields)}, session=session
-            )
+        await update_in(store.messages, ids, query, {"$set": dict(fields)}, session=session)
 
     async with store.client.start_session() as session:
         await session.with_transaction(apply)
