@@ -42,7 +42,7 @@ __all__ = ["QueuedMessage", "SesEventQueue", "SqsPoller", "batch_msg_id"]
 
 log = structlog.get_logger("tracker.sqs")
 
-_MAX_MESSAGES: Final = 10  # SQS's limit per ReceiveMessage
+_MAX_MESSAGES: Final = 10  # SQS's limit per ReceiveMessage and per DeleteMessageBatch
 # Messages gathered into one publish while receives come back full.
 _GATHER: Final = 100
 _BACKOFF: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -81,9 +81,16 @@ class SesEventQueue:
         ]
 
     async def delete(self, messages: Sequence[QueuedMessage]) -> int:
-        """Delete the messages; how many SQS refused (they will come back, harmlessly)."""
-        if not messages:
-            return 0
+        """Delete the messages; how many SQS refused (they will come back, harmlessly).
+
+        Ten per DeleteMessageBatch, SQS's limit (moto does not enforce it; SQS answers more
+        with TooManyEntriesInBatchRequest), the calls made together.
+        """
+        groups = [messages[i : i + _MAX_MESSAGES] for i in range(0, len(messages), _MAX_MESSAGES)]
+        refused = await asyncio.gather(*(self._delete_batch(group) for group in groups))
+        return sum(refused)
+
+    async def _delete_batch(self, messages: Sequence[QueuedMessage]) -> int:
         try:
             answer = await self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,

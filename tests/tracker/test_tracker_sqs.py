@@ -154,11 +154,22 @@ async def test_a_full_queue_is_gathered_into_one_batch(
     poller = SqsPoller(queue, rt.broker)
     first = await queue.receive()
     assert len(first) == 10  # full: more are waiting
+    # SQS refuses a DeleteMessageBatch of more than ten entries; moto takes any number, so
+    # the client's own requests are watched.
+    deletes: list[int] = []
 
-    assert await poller.forward(await poller.gather(first)) == len(bodies)
+    def watch(params: dict[str, Any], **_: Any) -> None:
+        deletes.append(len(params["Entries"]))
+
+    sqs.meta.events.register("provide-client-params.sqs.DeleteMessageBatch", watch)
+    try:
+        assert await poller.forward(await poller.gather(first)) == len(bodies)
+    finally:
+        sqs.meta.events.unregister("provide-client-params.sqs.DeleteMessageBatch", watch)
     batches = await stream_batches(rt)
     assert [len(b.events) for b in batches] == [len(bodies)]
     assert await queued(sqs, queue_url) == 0
+    assert sorted(deletes) == [5, 10, 10, 10]
 
 
 async def test_poller_runs_until_stopped(tracker: Runtime, sqs: SQSClient, queue_url: str) -> None:
