@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import httpx
@@ -467,10 +467,15 @@ def campaign(
     )
 
 
-def service_commands(platform: Platform) -> dict[str, int]:
+class ServiceCommands(NamedTuple):
+    total: int
+    by_kind: dict[str, int]  # "command collection" -> commands
+
+
+def service_commands(platform: Platform) -> dict[str, ServiceCommands]:
     """Each worker service process's store commands since it started (its ``stopped``
     line); read after the platform has stopped."""
-    counts: dict[str, int] = {}
+    counts: dict[str, ServiceCommands] = {}
     for name in SERVICES:
         try:
             text = platform.processes.log_path(name).read_text(errors="replace")
@@ -484,7 +489,9 @@ def service_commands(platform: Platform) -> dict[str, int]:
             except json.JSONDecodeError:
                 continue
             if record.get("event") == "stopped":
-                counts[name] = int(record["store_commands"])
+                counts[name] = ServiceCommands(
+                    int(record["store_commands"]), dict(record.get("store_commands_by", {}))
+                )
                 break
     return counts
 
@@ -510,7 +517,7 @@ def report(
     run: Campaign,
     calibration: Calibration,
     floor: dict[str, float],
-    by_service: dict[str, int],
+    by_service: dict[str, ServiceCommands],
 ) -> None:
     n, rate = run.recipients, args.rate
     record = run.record
@@ -605,9 +612,11 @@ def report(
             "  store commands by service since it started (warm-up, calibration and idle "
             "time included; the gateway's not counted):"
         )
-        for name, count in sorted(by_service.items(), key=lambda kv: -kv[1]):
+        for name, (count, by_kind) in sorted(by_service.items(), key=lambda kv: -kv[1].total):
             print(f"    {name:<10} {count:>9,}  ({count / n:.3f} per recipient)")
-        total = sum(by_service.values())
+            for kind, kind_count in sorted(by_kind.items(), key=lambda kv: -kv[1])[:8]:
+                print(f"      {kind:<30} {kind_count:>9,}")
+        total = sum(commands.total for commands in by_service.values())
         print(
             f"    together   {total:>9,}  ({total / n:.3f} per recipient, goal <= {GOAL_TRIPS}: "
             f"{_mark(total / n <= GOAL_TRIPS)})"
@@ -649,7 +658,7 @@ def _run(
     csv: Path,
     n: int,
     timeout: float,
-) -> tuple[dict[str, int], Campaign, Calibration, dict[str, float]]:
+) -> tuple[dict[str, ServiceCommands], Campaign, Calibration, dict[str, float]]:
     platform = Platform(
         root / "platform",
         gateway_port=port,

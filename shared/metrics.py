@@ -24,6 +24,7 @@ __all__ = [
     "SES_SENDS",
     "SES_SEND_RATE",
     "SES_THROTTLES",
+    "STORE_COMMANDS",
     "TX_IN_STATUS",
     "TX_OLDEST_SECONDS",
     "TX_PROCESSING_SECONDS",
@@ -115,6 +116,12 @@ TX_OLDEST_SECONDS = Gauge(
     ["status"],
 )
 
+# Counted by shared.store.CommandCounter, which sees every command the process sends.
+STORE_COMMANDS = Counter(
+    "email_store_commands_total",
+    "Commands sent to the store (round trips), by command and collection.",
+    ["command", "collection"],
+)
 ROWS_INGESTED = Counter(
     "email_rows_ingested_total",
     "CSV data rows read by ingest, by result: valid, invalid.",

@@ -85,7 +85,8 @@ async def run_service(
         async with asyncio.TaskGroup() as group:
             for worker in workers:
                 group.create_task(worker.run())
-        log.info("stopped", store_commands=runtime.store.commands.count)
+        commands = runtime.store.commands
+        log.info("stopped", store_commands=commands.count, store_commands_by=dict(commands.by_kind))
 
 
 def _stop_all(workers: Sequence[Worker], sig: signal.Signals, draining: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ on a real replica set alike, an acknowledged write survives a kill -9.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
@@ -17,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, WTimeoutError
 
 from shared.errors import StoreUnavailable
+from shared.metrics import STORE_COMMANDS
 
 __all__ = [
     "MAX_IN",
@@ -67,13 +69,19 @@ class Collections:
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts the commands this process sends to the store: its round trips."""
+    """Counts the commands this process sends to the store, its round trips, in all and by
+    command and collection (``by_kind``, and the ``email_store_commands_total`` metric)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.by_kind: collections.Counter[str] = collections.Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
+        target = event.command.get(event.command_name)
+        collection = target if isinstance(target, str) else ""
+        self.by_kind[f"{event.command_name} {collection}".rstrip()] += 1
+        STORE_COMMANDS.labels(event.command_name, collection).inc()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
