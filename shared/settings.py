@@ -17,6 +17,7 @@ import msgspec
 from shared.safe_http import parse_networks
 
 __all__ = [
+    "MAX_BATCH_SIZE",
     "CsvSettings",
     "GatewaySettings",
     "IngestSettings",
@@ -29,6 +30,10 @@ __all__ = [
     "require_public_base_url",
     "require_unsubscribe_secret",
 ]
+
+
+# The most messages ingest puts in one batch (one SendBatch, one sender read).
+MAX_BATCH_SIZE = 10_000
 
 
 class SettingsError(ValueError):
@@ -134,7 +139,7 @@ class GatewaySettings(CsvSettings, frozen=True, kw_only=True):
 
 
 class IngestSettings(CsvSettings, frozen=True, kw_only=True):
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH_SIZE)] = 500
 
 
 class SchedulerSettings(ServiceSettings, frozen=True, kw_only=True):

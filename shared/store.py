@@ -194,8 +194,11 @@ async def find_in(
     """The documents whose ``field`` is one of ``values`` (and that match ``query``), read
     with one ``$in`` per piece of ``values`` (``MAX_IN``)."""
     for piece in _in_pieces(values):
+        # A piece's documents in its first answer: the default (101) would take a getMore
+        # for the rest. One more than the piece, so that a piece whose every value matched
+        # needs no empty getMore to find out there is nothing more.
         async for doc in collection.find(
-            {field: {"$in": list(piece)}, **(query or {})}, projection
+            {field: {"$in": list(piece)}, **(query or {})}, projection, batch_size=len(piece) + 1
         ):
             yield doc
 

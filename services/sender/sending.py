@@ -66,6 +66,7 @@ from shared.outcomes import announce_moved
 from shared.records import keep_dead_letter, load_template, load_transaction
 from shared.service import Runtime
 from shared.settings import (
+    MAX_BATCH_SIZE,
     SenderSettings,
     require_public_base_url,
     require_unsubscribe_secret,
@@ -220,11 +221,11 @@ class SenderActor(Actor[SendBatch]):
 
     async def _messages(self, transaction_id: str, number: int) -> list[Message]:
         # By the (transaction_id, batch) index: one query, and on the embedded store far
-        # cheaper than a long ``_id: {$in: ...}``.
+        # cheaper than a long ``_id: {$in: ...}``; the whole batch in its first answer.
         found = [
             from_document(doc, Message)
             async for doc in self.store.messages.find(
-                {"transaction_id": transaction_id, "batch": number}
+                {"transaction_id": transaction_id, "batch": number}, batch_size=MAX_BATCH_SIZE + 1
             )
         ]
         if not found:
