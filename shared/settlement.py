@@ -9,13 +9,14 @@ client asked to cancel. Both are conditional transitions, so deciding twice chan
 from __future__ import annotations
 
 from shared.broker import Broker
+from shared.documents import Transaction
 from shared.records import load_transaction
 from shared.status import MessageStatus as M
 from shared.status import TxStatus
 from shared.store import Store
 from shared.transitions import transition_tx
 
-__all__ = ["PENDING_MESSAGE_STATUSES", "pending_messages", "settle"]
+__all__ = ["PENDING_MESSAGE_STATUSES", "pending_messages", "settle", "settle_read"]
 
 # Statuses of a message the sending phase still owes something.
 PENDING_MESSAGE_STATUSES = (M.SCHEDULED, M.READY_TO_SEND, M.SENDING)
@@ -30,7 +31,11 @@ def pending_messages(counters: dict[str, int]) -> int:
 async def settle(store: Store, broker: Broker, transaction_id: str) -> TxStatus | None:
     """Move the transaction to SENT or CANCELLED if its sending phase is over; returns the
     status it moved to, or None."""
-    tx = await load_transaction(store, transaction_id)
+    return await settle_read(store, broker, await load_transaction(store, transaction_id))
+
+
+async def settle_read(store: Store, broker: Broker, tx: Transaction) -> TxStatus | None:
+    """``settle`` on the transaction as the caller just read it."""
     if "total" not in tx.counters or pending_messages(tx.counters) > 0:
         return None
     if tx.cancel_requested_at is not None and tx.status in _OPEN:

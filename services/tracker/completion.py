@@ -24,7 +24,7 @@ from shared.status import TxStatus as T
 from shared.store import Store
 from shared.transitions import transition_tx
 
-__all__ = ["complete_if_done", "completion_stats", "final_counts"]
+__all__ = ["complete_if_done", "complete_read", "completion_stats", "final_counts"]
 
 log = structlog.get_logger("tracker.completion")
 
@@ -69,7 +69,11 @@ async def complete_if_done(store: Store, broker: Broker, transaction_id: str) ->
     if raw is None:
         log.warning("completion check for an unknown transaction", transaction_id=transaction_id)
         return False
-    tx = from_document(raw, Transaction)
+    return await complete_read(store, broker, from_document(raw, Transaction))
+
+
+async def complete_read(store: Store, broker: Broker, tx: Transaction) -> bool:
+    """``complete_if_done`` on the transaction as the caller just read it."""
     if tx.status != T.SENT:
         return False
     total = tx.counters.get("total", 0)
@@ -86,5 +90,5 @@ async def complete_if_done(store: Store, broker: Broker, transaction_id: str) ->
         also_set={"stats": stats},
     )
     if changed:
-        log.info("transaction completed", transaction_id=transaction_id, **stats["counts"])
+        log.info("transaction completed", transaction_id=tx.id, **stats["counts"])
     return changed

@@ -32,7 +32,7 @@ import msgspec
 import structlog
 from pymongo import UpdateOne
 
-from services.tracker.completion import complete_if_done
+from services.tracker.completion import complete_read
 from services.tracker.outcome import outcome_for
 from services.tracker.ses_event import SesEvent, SesEventKind, parse_ses_event
 from shared.actor import Actor
@@ -42,7 +42,8 @@ from shared.errors import StoreUnavailable
 from shared.events import MessageOutcome, SesEvents
 from shared.metrics import MESSAGES_FAILED
 from shared.outcomes import announce_moved
-from shared.settlement import settle
+from shared.records import load_transaction
+from shared.settlement import settle_read
 from shared.status import MessageStatus
 from shared.store import Store, find_in, insert_new
 from shared.topology import CONSUMERS
@@ -133,10 +134,7 @@ class SesEventsActor(Actor[SesEvents]):
         # Every transaction the batch is about, moved or not: a redelivery of a batch whose
         # completion check failed moves nothing the second time.
         touched = sorted({t.transaction_id for t in by_message})
-        for tx in touched:
-            # An outcome that overtook the sender's record may be the last pending move.
-            await settle(self.store, self.broker, tx)
-        completed = [tx for tx in touched if await complete_if_done(self.store, self.broker, tx)]
+        completed = [tx for tx in touched if await self._settle_and_complete(tx)]
         log.info(
             "ses events",
             events=len(event.events),
@@ -148,6 +146,14 @@ class SesEventsActor(Actor[SesEvents]):
             transactions=touched,
             completed=completed,
         )
+
+    async def _settle_and_complete(self, transaction_id: str) -> bool:
+        """True when this batch completed the transaction; one read of it, two when it
+        settles (an outcome that overtook the sender's record may be the last pending move)."""
+        tx = await load_transaction(self.store, transaction_id)
+        if await settle_read(self.store, self.broker, tx) is not None:
+            tx = await load_transaction(self.store, transaction_id)
+        return await complete_read(self.store, self.broker, tx)
 
     async def _apply(
         self, by_message: Mapping[_Target, list[SesEvent]], known: dict[str, _Known]
