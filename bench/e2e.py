@@ -357,15 +357,20 @@ async def _floor_steps(store: Store, n: int) -> dict[str, float]:
     for chunk in chunks:
         await insert_new(store.sends, receipts(chunk))  # the Send events' receipts: all known
         [_ async for _ in find_in(store.messages, "_id", chunk)]
-        await move(chunk, M.SENT, M.DELIVERED, {})
+        # Each message moved with its events in one write (move_messages' ``each``).
         kinds = ["Send", "Delivery"]
         events = {"$each": [{"key": kind} for kind in kinds]}
         writes = [
-            UpdateOne({"_id": i, "events.key": {"$nin": kinds}}, {"$push": {"events": events}})
+            UpdateOne(
+                {"_id": i, "status": M.SENT, "events.key": {"$nin": kinds}},
+                {"$set": {"status": M.DELIVERED, "updated_at": now}, "$push": {"events": events}},
+            )
             for i in chunk
         ]
-        await store.messages.bulk_write(writes, ordered=False)
-    spent["tracker: receipts, read, DELIVERED, events $push (bulk_write)"] = (
+        moved = (await store.messages.bulk_write(writes, ordered=False)).modified_count
+        inc = {"counters.sent": -moved, "counters.delivered": moved}
+        await store.transactions.update_one({"_id": tx}, {"$inc": inc})
+    spent["tracker: receipts, read, DELIVERED with events (bulk_write)"] = (
         time.perf_counter() - began
     )
     return spent

@@ -1,12 +1,15 @@
-"""What a ``$in`` of N ids costs the store per document it reads or updates, by N.
+"""What a ``$in`` of N ids costs the store per document it reads or updates, by N; beside
+it, N updates by ``_id`` in one ``bulk_write``.
 
     .venv/bin/python -m bench.store_in [--messages 8000]
 
 Starts the store (the launcher, as ``make run`` does), writes ``--messages`` messages as
 ingest does (the same indexes), then reads and updates them by ``_id: {$in}`` lists of
-each size, in order, and prints the milliseconds per document. On SecantusDB 0.7 the cost
-per document grows with the list (it goes through the list for each document), which is
-why ``shared.store.MAX_IN`` cuts lists into pieces; on MongoDB it should stay flat.
+each size, in order, and prints the milliseconds per document; then updates them again by
+one ``UpdateOne`` per id, N to a ``bulk_write`` (one command, like the ``$in``). On
+SecantusDB 0.7 the cost per document of a ``$in`` grows with the list (it goes through the
+list for each document), which is why ``shared.store.MAX_IN`` cuts lists into pieces; on
+MongoDB it should stay flat.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pymongo import UpdateOne
+
 from shared.documents import Message, message_id, to_document
 from shared.indexes import ensure_indexes
 from shared.status import MessageStatus
@@ -28,7 +33,7 @@ DB = "bench_store_in"
 SIZES = (50, 100, 250, 500, 1000, 2000)
 
 
-async def measure(uri: str, n: int) -> list[tuple[int, float, float]]:
+async def measure(uri: str, n: int) -> list[tuple[int, float, float, float]]:
     store = await connect_store(uri, DB)
     try:
         await store.client.drop_database(DB)
@@ -62,8 +67,9 @@ async def _seed(store: Store, n: int) -> None:
         await store.messages.insert_many(docs[start : start + 500])
 
 
-async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float]:
-    """Milliseconds per document read, and per document updated, by lists of ``size``."""
+async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float, float]:
+    """Milliseconds per document read, per document updated, by lists of ``size``, and per
+    document updated by ``size`` updates of one id in a ``bulk_write``."""
     lists = [
         [message_id("tx", row) for row in range(i, min(i + size, n))] for i in range(0, n, size)
     ]
@@ -80,7 +86,16 @@ async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float]
         )
         updated += result.modified_count
     per_update = (time.perf_counter() - began) / updated * 1e3
-    return size, per_read, per_update
+    began = time.perf_counter()
+    updated = 0
+    for ids in lists:
+        result = await store.messages.bulk_write(
+            [UpdateOne({"_id": i}, {"$set": {"attempt_id": f"one-{size}"}}) for i in ids],
+            ordered=False,
+        )
+        updated += result.modified_count
+    per_one = (time.perf_counter() - began) / updated * 1e3
+    return size, per_read, per_update, per_one
 
 
 def main() -> None:
@@ -93,9 +108,9 @@ def main() -> None:
         with stack as info:
             rows = asyncio.run(measure(info.mongodb_uri, args.messages))
     print(f"$in list size vs store cost, {args.messages:,} messages (MAX_IN = {MAX_IN})")
-    print(f"{'ids per $in':>12} {'read ms/doc':>12} {'update ms/doc':>14}")
-    for size, per_read, per_update in rows:
-        print(f"{size:>12,} {per_read:>12.3f} {per_update:>14.3f}")
+    print(f"{'ids per $in':>12} {'read ms/doc':>12} {'update ms/doc':>14} {'by _id ms/doc':>14}")
+    for size, per_read, per_update, per_one in rows:
+        print(f"{size:>12,} {per_read:>12.3f} {per_update:>14.3f} {per_one:>14.3f}")
     first, last = rows[0], rows[-1]
     print(
         f"{last[0]:,} ids vs {first[0]:,}: reads x{last[1] / first[1]:.1f}, "

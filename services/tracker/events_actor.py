@@ -9,11 +9,13 @@ For each batch (``SesEvents`` on ``email.ses.events``):
 2. read the batch's messages in one query (per 250), and fold each message's events over
    its status in the order they happened (services/tracker/outcome.py); events put
    addresses on the suppression list whatever the status;
-3. move the messages by (transaction, old, new) group with ``move_messages``: the messages'
-   ``update_many`` and the counters' ``$inc`` in one store transaction, so a crash between
-   them cannot leave the counters off, and a redelivered batch matches nothing again;
+3. move the messages by (transaction, old, new) group with ``move_messages``: each message's
+   update and the counters' ``$inc`` in one store transaction, so a crash between them
+   cannot leave the counters off, and a redelivered batch matches nothing again;
 4. add the events to each message's ``events``, each once: an event has the same ``key`` in
-   both SES formats and on every redelivery, and is pushed only where that key is absent;
+   both SES formats and on every redelivery, and is pushed only where that key is absent.
+   A message that moves gets its events in the update that moves it (one write, not two);
+   the others get theirs in one ``bulk_write`` after the moves;
 5. announce the outcomes on ``email.msg.status.<STATUS>``, then settle and check completion
    of every transaction the batch is about.
 
@@ -47,7 +49,7 @@ from shared.settlement import settle_read
 from shared.status import MessageStatus
 from shared.store import Store, find_in, insert_new
 from shared.topology import CONSUMERS
-from shared.transitions import move_messages
+from shared.transitions import MessageChange, move_messages
 
 __all__ = ["SesEventsActor", "failure_reason", "fold"]
 
@@ -158,8 +160,9 @@ class SesEventsActor(Actor[SesEvents]):
     async def _apply(
         self, by_message: Mapping[_Target, list[SesEvent]], known: dict[str, _Known]
     ) -> tuple[int, dict[str, _Known]]:
-        """Move each message to the status its events fold to from the status it is in;
-        returns how many moved, and the messages as last read.
+        """Move each message to the status its events fold to from the status it is in,
+        with its events not recorded yet; returns how many moved, and the messages as they
+        are now (as last read, or as a move left them).
 
         A group that moved fewer messages than asked met another writer (the same events by
         the other path, the sender's record): those messages are read again and folded
@@ -169,6 +172,7 @@ class SesEventsActor(Actor[SesEvents]):
         targets = dict(by_message)
         for _ in range(_ROUNDS):
             groups: dict[_Group, list[str]] = defaultdict(list)
+            records: dict[str, dict[str, dict[str, Any]]] = {}
             for target, events in targets.items():
                 current = known[target.message_id]
                 new = fold(current.status, events)
@@ -176,14 +180,17 @@ class SesEventsActor(Actor[SesEvents]):
                     reason = failure_reason(events) if new == MessageStatus.FAILED else ""
                     key = (target.transaction_id, current.status, new, reason)
                     groups[key].append(target.message_id)
+                    records[target.message_id] = _unrecorded(events, current.event_keys)
             short: set[str] = set()
             for (transaction_id, old, new, reason), ids in sorted(groups.items()):
-                done = await self._move(transaction_id, old, new, ids, known)
+                done = await self._move(transaction_id, old, new, ids, known, records)
                 if reason:
                     MESSAGES_FAILED.labels(reason).inc(done)
                 moved += done
                 if done < len(ids):
                     short.update(ids)
+                else:
+                    known = {**known, **_moved(known, ids, new, records)}
             if not short:
                 return moved, known
             targets = {t: e for t, e in targets.items() if t.message_id in short}
@@ -197,10 +204,13 @@ class SesEventsActor(Actor[SesEvents]):
         new: MessageStatus,
         ids: list[str],
         known: Mapping[str, _Known],
+        records: Mapping[str, Mapping[str, dict[str, Any]]],
     ) -> int:
-        """Move one group and announce the messages that moved."""
+        """Move one group, each message with its events not recorded yet, and announce the
+        messages that moved."""
+        each = {i: _recording(records[i]) for i in ids}
         async with self._writes:
-            moved = await move_messages(self.store, transaction_id, ids, old, new)
+            moved = await move_messages(self.store, transaction_id, ids, old, new, each=each)
         outcomes = {
             i: MessageOutcome(message_id=i, row=known[i].row, email=known[i].email) for i in ids
         }
@@ -329,20 +339,14 @@ class SesEventsActor(Actor[SesEvents]):
         left out."""
         new: dict[str, dict[str, dict[str, Any]]] = {}
         for target, events in by_message.items():
-            seen = known[target.message_id].event_keys
-            for event in events:
-                if event.key not in seen:
-                    new.setdefault(target.message_id, {}).setdefault(
-                        event.key, _record(event, event.key)
-                    )
+            records = _unrecorded(events, known[target.message_id].event_keys)
+            if records:
+                new[target.message_id] = records
         if not new:
             return 0
         together = [
-            UpdateOne(
-                {"_id": message_id, "events.key": {"$nin": list(records)}},
-                {"$push": {"events": {"$each": list(records.values())}}},
-            )
-            for message_id, records in new.items()
+            UpdateOne({"_id": message_id, **change.query}, change.update)
+            for message_id, change in ((i, _recording(records)) for i, records in new.items())
         ]
         result = await self.store.messages.bulk_write(together, ordered=False)
         if result.modified_count == len(together):
@@ -356,6 +360,40 @@ class SesEventsActor(Actor[SesEvents]):
         ]
         result = await self.store.messages.bulk_write(one_by_one, ordered=False)
         return result.modified_count
+
+
+def _unrecorded(events: Iterable[SesEvent], seen: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """The events not on their message yet, as kept there, by key (each key once)."""
+    records: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.key not in seen:
+            records.setdefault(event.key, _record(event, event.key))
+    return records
+
+
+def _recording(records: Mapping[str, dict[str, Any]]) -> MessageChange:
+    """Push ``records`` where none of their keys is on the message yet."""
+    if not records:
+        return MessageChange({}, {})
+    return MessageChange(
+        {"events.key": {"$nin": list(records)}},
+        {"$push": {"events": {"$each": list(records.values())}}},
+    )
+
+
+def _moved(
+    known: Mapping[str, _Known],
+    ids: Iterable[str],
+    status: MessageStatus,
+    records: Mapping[str, Mapping[str, Any]],
+) -> dict[str, _Known]:
+    """The messages of ``ids`` as a move to ``status`` with their records left them."""
+    return {
+        i: msgspec.structs.replace(
+            known[i], status=status, event_keys=known[i].event_keys | set(records[i])
+        )
+        for i in ids
+    }
 
 
 def _record(event: SesEvent, key: str) -> dict[str, Any]:

@@ -264,3 +264,48 @@ async def test_events_the_other_path_added_meanwhile_are_kept_once(tracker: Runt
     await batch._record(by_message, known)
 
     assert [e["kind"] for e in (await message(rt, f"{tx.id}:2")).events] == ["Send", "Delivery"]
+
+
+async def test_a_move_records_its_events_meanwhile_added_by_the_other_path(
+    tracker: Runtime,
+) -> None:
+    # The move's own write carries the message's events, where none of them is there yet;
+    # the other path added one meanwhile: the move misses, reads again, and moves the
+    # message with the event still missing.
+    rt = tracker
+    tx, messages = sent_transaction(1)
+    await insert(rt.store, tx, messages)
+    send, delivery = (parse_ses_event(ses_event(kind, tx.id, 2)) for kind in ("Send", "Delivery"))
+    batch, other = SesEventsActor(rt.store, rt.broker), SesEventsActor(rt.store, rt.broker)
+    by_message, _ = await batch._find_messages([send, delivery])
+    known = await batch._read(by_message)
+    other_sees, _ = await other._find_messages([send])
+    await other._record(other_sees, await other._read(other_sees))
+
+    moved, now = await batch._apply(by_message, known)
+    assert await batch._record(by_message, now) == 0  # nothing left to add
+
+    assert moved == 1
+    assert await statuses(rt, tx.id) == {2: M.DELIVERED}
+    assert [e["kind"] for e in (await message(rt, f"{tx.id}:2")).events] == ["Send", "Delivery"]
+    assert interesting((await load_tx(rt, tx.id)).counters) == {"total": 1, "delivered": 1}
+
+
+async def test_moved_messages_get_their_events_in_the_same_write(tracker: Runtime) -> None:
+    rt = tracker
+    tx, messages = sent_transaction(3)
+    await insert(rt.store, tx, messages)
+    await publish(
+        rt,
+        *(ses_event(kind, tx.id, row) for row in (2, 3, 4) for kind in ("Send", "Delivery")),
+    )
+    before = rt.store.commands.by_kind["update messages"]
+
+    await drain(rt)
+
+    # One write per message, all in one command: the move and its events together.
+    assert rt.store.commands.by_kind["update messages"] - before == 1
+    assert await statuses(rt, tx.id) == {2: M.DELIVERED, 3: M.DELIVERED, 4: M.DELIVERED}
+    for row in (2, 3, 4):
+        kinds = [e["kind"] for e in (await message(rt, f"{tx.id}:{row}")).events]
+        assert kinds == ["Send", "Delivery"]
