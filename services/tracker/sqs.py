@@ -3,9 +3,9 @@
     receive (long poll, up to 10)  ->  unwrap each body  ->  publish ONE SesEvents  ->  delete
 
 A full receive means more are waiting: the poller then receives again at once (no wait), up
-to ``_GATHER`` messages, and publishes them together. Under load that is one stream message
-and one tracker batch per hundred events instead of per ten; a trickle is forwarded as it
-comes, without waiting for company.
+to ``_GATHER_BYTES`` of bodies, and publishes them together. Under load that is one stream
+message and one tracker batch per few hundred events instead of per ten; a trickle is
+forwarded as it comes, without waiting for company.
 
 A body is an SNS Notification whose ``Message`` is the SES event as a JSON string, or the SES
 event itself when the subscription has raw message delivery on. The batch's publish carries a
@@ -43,8 +43,9 @@ __all__ = ["QueuedMessage", "SesEventQueue", "SqsPoller", "batch_msg_id"]
 log = structlog.get_logger("tracker.sqs")
 
 _MAX_MESSAGES: Final = 10  # SQS's limit per ReceiveMessage and per DeleteMessageBatch
-# Messages gathered into one publish while receives come back full.
-_GATHER: Final = 100
+# Bodies gathered into one publish while receives come back full: a few hundred SES events,
+# well under NATS's 1 MB payload limit (an event published is smaller than its SNS body).
+_GATHER_BYTES: Final = 512 * 1024
 _BACKOFF: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -104,6 +105,10 @@ class SesEventQueue:
         return len(answer.get("Failed", []))
 
 
+def _body_bytes(messages: Sequence[QueuedMessage]) -> int:
+    return sum(len(m.body.encode()) for m in messages)
+
+
 def batch_msg_id(messages: Sequence[QueuedMessage]) -> str:
     """The same SQS messages give the same id, in whatever order they come."""
     digest = hashlib.sha256("\n".join(sorted(m.message_id for m in messages)).encode())
@@ -141,9 +146,11 @@ class SqsPoller:
     async def gather(self, received: list[QueuedMessage]) -> list[QueuedMessage]:
         """``received`` and, while receives come back full, what is waiting behind it."""
         last = received
-        while len(last) == _MAX_MESSAGES and len(received) < _GATHER:
+        size = _body_bytes(received)
+        while len(last) == _MAX_MESSAGES and size < _GATHER_BYTES:
             last = await self.queue.receive(wait=False)
             received = [*received, *last]
+            size += _body_bytes(last)
         return received
 
     async def poll_once(self) -> int:

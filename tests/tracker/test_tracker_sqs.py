@@ -172,6 +172,38 @@ async def test_a_full_queue_is_gathered_into_one_batch(
     assert sorted(deletes) == [5, 10, 10, 10]
 
 
+async def test_a_gather_stops_at_half_a_megabyte(
+    tracker: Runtime, sqs: SQSClient, queue_url: str
+) -> None:
+    # SES events with their mail headers run to kilobytes: a backlog is published in
+    # pieces well under NATS's 1 MB payload limit, not all at once.
+    rt = tracker
+    bodies = []
+    for row in range(2, 82):
+        event = ses_event("Delivery", "tx", row)
+        event["mail"]["headers"] = [{"name": "X-Padding", "value": "x" * 9_000}]
+        bodies.append(sns_envelope(event))
+    for start in range(0, len(bodies), 10):
+        await sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate(bodies[start : start + 10])
+            ],
+        )
+    queue = SesEventQueue(sqs, queue_url, wait_seconds=1)
+    poller = SqsPoller(queue, rt.broker)
+
+    first = await poller.gather(await queue.receive())
+    rest = await poller.gather(await queue.receive())
+
+    size = sum(len(m.body.encode()) for m in first)
+    assert 512 * 1024 <= size < 512 * 1024 + 10 * len(bodies[0])
+    assert len(first) + len(rest) == len(bodies)
+    assert await poller.forward(first) + await poller.forward(rest) == len(bodies)
+    assert [len(b.events) for b in await stream_batches(rt)] == [len(first), len(rest)]
+
+
 async def test_poller_runs_until_stopped(tracker: Runtime, sqs: SQSClient, queue_url: str) -> None:
     rt = tracker
     poller = SqsPoller(SesEventQueue(sqs, queue_url, wait_seconds=10), rt.broker)
