@@ -179,10 +179,13 @@ CODES: Final[dict[Code, CodeSpec]] = {
         status=400,
         description=(
             "A submitted file (uploaded, or at `source.s3_uri`) whose header row ingest would "
-            "refuse: `details.file_error` is that file error (`code`, `message`, `details`; "
-            "see File errors), `details.row` is 1. Nothing is kept. What only the rest of the "
-            "file shows (too many rows, no valid row, bytes after the header that are not "
-            "UTF-8) still ends the transaction FAILED, as does a header longer than 64 KiB."
+            "refuse, or an uploaded file with more data rows than `max_rows` "
+            "(`TOO_MANY_ROWS`, rows counted as ingest counts them): `details.file_error` is "
+            "that file error (`code`, `message`, `details`; see File errors), `details.row` "
+            "is 1 (the header) or the first row past the limit. Nothing is kept. What only "
+            "the rest of the file shows (no valid row, bytes after the header that are not "
+            "UTF-8, too many rows in a `source` file) still ends the transaction FAILED, as "
+            "does a header longer than 64 KiB."
         ),
     ),
     Code.FILE_TOO_LARGE: CodeSpec(

@@ -32,6 +32,7 @@ from services.ingest.validation import (
     FileErrorCode,
     HeaderError,
     RowChecker,
+    RowCounter,
     ValidRow,
     missing_columns,
     missing_columns_error,
@@ -141,6 +142,24 @@ async def header_problem(
             return _unreadable(e) if complete else None
     missing = missing_columns(header, placeholders)
     return _problem(missing_columns_error(missing)) if missing else None
+
+
+async def rows_problem(chunks: AsyncIterator[bytes], limits: CsvSettings) -> FileProblem | None:
+    """``TOO_MANY_ROWS`` when the file has more data rows than ``limits.max_rows``, counted
+    as ingest counts them, or None. Checks nothing else: the header is ``header_problem``'s,
+    and what is wrong further on is left to ingest."""
+    records = read_records(chunks)
+    rows = RowCounter(limits.max_rows)
+    async with aclosing(records):
+        try:
+            await read_header(records, max_columns=limits.max_columns)
+            async for record in records:
+                rows.count(record)
+        except FileError as e:
+            return _problem(e) if e.code == FileErrorCode.TOO_MANY_ROWS else None
+        except (HeaderError, InputError):
+            return None
+    return None
 
 
 async def check_file(

@@ -82,7 +82,13 @@ from services.gateway.records import (
     page_transactions,
     utc_now,
 )
-from services.gateway.report import FileProblem, ValidationReport, check_file, header_problem
+from services.gateway.report import (
+    FileProblem,
+    ValidationReport,
+    check_file,
+    header_problem,
+    rows_problem,
+)
 from services.gateway.retry import (
     RETRY_OF,
     check_retryable,
@@ -487,6 +493,7 @@ class _Receiver:
         self.file_seen = False
         self.template: Template | None = None
         self.head = bytearray()
+        self.line_breaks = 0
 
     async def receive(self, request: Request[Any, Any, Any]) -> _Submission:
         """Read the body and complete the upload, or abort it and raise."""
@@ -495,6 +502,11 @@ class _Receiver:
             await self.upload.complete()
         except BaseException:
             await self.upload.abort()
+            raise
+        try:
+            await self._check_rows()
+        except BaseException:
+            await self.upload.discard()
             raise
         return submission
 
@@ -518,6 +530,7 @@ class _Receiver:
                             raise _too_large(self.settings.max_upload_bytes)
                         await self.upload.write(data)
                         self.head += data[: _HEAD_BYTES - len(self.head)]
+                        self.line_breaks += data.count(b"\n")
                     case FileEnded():
                         pass
         if not self.file_seen:
@@ -537,6 +550,22 @@ class _Receiver:
         problem = await header_problem(
             _one_chunk(bytes(head)), self.template.placeholders, self.settings, complete=complete
         )
+        if problem is not None:
+            raise _invalid_file(problem, FILE_FIELD)
+
+    async def _check_rows(self) -> None:
+        """Refuse a file over ``max_rows`` now, rather than ingest failing it later.
+
+        Every record but the file's last ends at a line break, so a file of no more line
+        breaks than ``max_rows`` has no more data rows; only a longer one is read back from
+        S3 and counted as ingest counts (quoted line breaks and blank lines are no rows).
+        """
+        if self.line_breaks <= self.settings.max_rows:
+            return
+        location = S3Location(bucket=self.upload.bucket, key=self.upload.key)
+        chunks = read_source(self.deps.s3, location)
+        async with aclosing(chunks):
+            problem = await rows_problem(chunks, self.settings)
         if problem is not None:
             raise _invalid_file(problem, FILE_FIELD)
 
@@ -673,7 +702,12 @@ def _invalid_file(problem: FileProblem, field: str) -> ApiError:
     return ApiError(
         Code.INVALID_FILE,
         problem.message,
-        details={"field": field, "row": 1, "file_error": msgspec.to_builtins(problem)},
+        details={
+            "field": field,
+            # The header's row, or the row the problem is at (TOO_MANY_ROWS).
+            "row": problem.details.get("row", 1),
+            "file_error": msgspec.to_builtins(problem),
+        },
     )
 
 

@@ -77,6 +77,7 @@ __all__ = [
     "HeaderErrorCode",
     "Recipients",
     "RowChecker",
+    "RowCounter",
     "RowErrorCode",
     "ValidRow",
     "missing_columns",
@@ -622,6 +623,32 @@ class Recipients:
         return row
 
 
+class RowCounter:
+    """A file's data rows counted against ``max_rows``: a blank record (a blank line, or a
+    row of empty cells as spreadsheets export them) is not a row; the row after the
+    ``max_rows``-th raises ``FileError`` ``TOO_MANY_ROWS``."""
+
+    def __init__(self, max_rows: int) -> None:
+        self._max_rows = max_rows
+        self._rows = 0
+
+    def count(self, record: Record) -> bool:
+        """Whether ``record`` is a row (False: blank)."""
+        # Every field blank (or none at all) exactly when their concatenation is.
+        if not "".join(record.fields).strip():
+            return False
+        self._rows += 1
+        if self._rows > self._max_rows:
+            raise FileError(
+                FileErrorCode.TOO_MANY_ROWS,
+                f"Row {record.row} is past the {self._max_rows} rows a file may have; split "
+                "the file into smaller ones and upload each",
+                row=record.row,
+                max_rows=self._max_rows,
+            )
+        return True
+
+
 class RowChecker:
     """Every rule for the data records of one file, in order; one checker per file.
 
@@ -645,22 +672,11 @@ class RowChecker:
         send_times = _SendTimes(now or datetime.now(UTC), max_schedule_days)
         self._rules = _RowRules(header, placeholders, max_field_chars, send_times)
         self._recipients = Recipients()
-        self._max_rows = max_rows
-        self._rows = 0
+        self._rows = RowCounter(max_rows)
 
     def check(self, record: Record) -> ValidRow | RowError | None:
-        # Every field blank (or none at all) exactly when their concatenation is.
-        if not "".join(record.fields).strip():
+        if not self._rows.count(record):
             return None
-        self._rows += 1
-        if self._rows > self._max_rows:
-            raise FileError(
-                FileErrorCode.TOO_MANY_ROWS,
-                f"Row {record.row} is past the {self._max_rows} rows a file may have; split "
-                "the file into smaller ones and upload each",
-                row=record.row,
-                max_rows=self._max_rows,
-            )
         result = self._rules.validate(record)
         if isinstance(result, RowError):
             return result

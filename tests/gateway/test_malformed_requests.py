@@ -468,6 +468,37 @@ async def test_a_long_file_is_judged_by_its_header_in_its_first_bytes(gateway: G
         assert response.status_code == 202, response.text
 
 
+async def test_a_file_over_max_rows_is_refused_at_once(
+    make_server: ServerFactory,
+    deps: GatewayDeps,
+    gateway_settings: GatewaySettings,
+    api_key: str,
+    template_id: str,
+) -> None:
+    """Not 202 and FAILED later: 400 with ingest's TOO_MANY_ROWS, rows counted as ingest
+    counts them (blank lines and quoted line breaks are no rows)."""
+    settings = msgspec.structs.replace(gateway_settings, max_rows=3)
+    async with (
+        make_server(max_rows=3) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers=bearer(api_key), timeout=60) as http,
+    ):
+        gateway = Gateway(http, deps, settings, await issue_key(deps.store, TENANT, admin=True))
+        template = _part("template_id", template_id.encode())
+        over = b"email,first_name\n" + b"".join(b"a%d@example.com,A\n" % i for i in range(4))
+        body = _form(template, _part("file", over, "people.csv"))
+        error = await gateway.refused(400, "INVALID_FILE", _submit(body))
+        assert error["details"]["file_error"]["code"] == "TOO_MANY_ROWS"
+        assert error["details"]["file_error"]["details"]["max_rows"] == 3
+        # The header is row 1: the fourth data row is row 5.
+        assert (error["details"]["field"], error["details"]["row"]) == ("file", 5)
+        # Eight line breaks, three rows: a quoted line break, blank lines, a row of empty
+        # cells.
+        within = b'email,first_name\n\na1@example.com,"A\nB"\n\na2@example.com,A\n,\na3@x.com,A\n'
+        assert within.count(b"\n") == 8
+        response = await _submit(_form(template, _part("file", within, "people.csv")))(gateway)
+        assert response.status_code == 202, response.text
+
+
 async def test_a_source_whose_header_ingest_would_refuse_is_refused_at_once(
     gateway: Gateway,
 ) -> None:
