@@ -9,9 +9,10 @@ For each batch (``SesEvents`` on ``email.ses.events``):
 2. read the batch's messages in one query (per 250), and fold each message's events over
    its status in the order they happened (services/tracker/outcome.py); events put
    addresses on the suppression list whatever the status;
-3. move the messages by (transaction, old, new) group with ``move_messages``: each message's
-   update and the counters' ``$inc`` in one store transaction, so a crash between them
-   cannot leave the counters off, and a redelivered batch matches nothing again;
+3. move the messages by (transaction, old, new) group, each transaction's groups together
+   (``move_groups``): each message's update and the counters' ``$inc`` in one store
+   transaction, so a crash between them cannot leave the counters off, and a redelivered
+   batch matches nothing again;
 4. add the events to each message's ``events``, each once: an event has the same ``key`` in
    both SES formats and on every redelivery, and is pushed only where that key is absent.
    A message that moves gets its events in the update that moves it (one write, not two);
@@ -49,7 +50,7 @@ from shared.settlement import settle_read
 from shared.status import MessageStatus
 from shared.store import Store, find_in, insert_new
 from shared.topology import CONSUMERS
-from shared.transitions import MessageChange, move_messages
+from shared.transitions import MessageChange, Move, move_groups
 
 __all__ = ["SesEventsActor", "failure_reason", "fold"]
 
@@ -182,15 +183,19 @@ class SesEventsActor(Actor[SesEvents]):
                     groups[key].append(target.message_id)
                     records[target.message_id] = _unrecorded(events, current.event_keys)
             short: set[str] = set()
-            for (transaction_id, old, new, reason), ids in sorted(groups.items()):
-                done = await self._move(transaction_id, old, new, ids, known, records)
-                if reason:
-                    MESSAGES_FAILED.labels(reason).inc(done)
-                moved += done
-                if done < len(ids):
-                    short.update(ids)
-                else:
-                    known = {**known, **_moved(known, ids, new, records)}
+            by_transaction: dict[str, list[tuple[_Group, list[str]]]] = defaultdict(list)
+            for key, ids in sorted(groups.items()):
+                by_transaction[key[0]].append((key, ids))
+            for transaction_id, its_groups in by_transaction.items():
+                done = await self._move(transaction_id, its_groups, known, records)
+                for ((_, _, new, reason), ids), n in zip(its_groups, done, strict=True):
+                    if reason:
+                        MESSAGES_FAILED.labels(reason).inc(n)
+                    moved += n
+                    if n < len(ids):
+                        short.update(ids)
+                    else:
+                        known = {**known, **_moved(known, ids, new, records)}
             if not short:
                 return moved, known
             targets = {t: e for t, e in targets.items() if t.message_id in short}
@@ -200,24 +205,27 @@ class SesEventsActor(Actor[SesEvents]):
     async def _move(
         self,
         transaction_id: str,
-        old: MessageStatus,
-        new: MessageStatus,
-        ids: list[str],
+        groups: Sequence[tuple[_Group, list[str]]],
         known: Mapping[str, _Known],
         records: Mapping[str, Mapping[str, dict[str, Any]]],
-    ) -> int:
-        """Move one group, each message with its events not recorded yet, and announce the
-        messages that moved."""
-        each = {i: _recording(records[i]) for i in ids}
+    ) -> list[int]:
+        """Move one transaction's groups together, each message with its events not
+        recorded yet, and announce the messages that moved; how many of each group moved."""
+        moves = [
+            Move(ids=ids, old=old, new=new, each={i: _recording(records[i]) for i in ids})
+            for (_, old, new, _), ids in groups
+        ]
         async with self._writes:
-            moved = await move_messages(self.store, transaction_id, ids, old, new, each=each)
-        outcomes = {
-            i: MessageOutcome(message_id=i, row=known[i].row, email=known[i].email) for i in ids
-        }
-        tenant = known[ids[0]].tenant
-        await announce_moved(
-            self.store, self.broker, transaction_id, tenant, new, ids, moved, outcomes
-        )
+            moved = await move_groups(self.store, transaction_id, moves)
+        tenant = known[groups[0][1][0]].tenant
+        for move, n in zip(moves, moved, strict=True):
+            outcomes = {
+                i: MessageOutcome(message_id=i, row=known[i].row, email=known[i].email)
+                for i in move.ids
+            }
+            await announce_moved(
+                self.store, self.broker, transaction_id, tenant, move.new, move.ids, n, outcomes
+            )
         return moved
 
     async def _keep_receipts(self, events: list[SesEvent]) -> None:

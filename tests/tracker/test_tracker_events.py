@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from services.tracker.events_actor import SesEventsActor
 from services.tracker.ses_event import parse_ses_event
 from shared.actor import ActorRunner
@@ -309,3 +311,31 @@ async def test_moved_messages_get_their_events_in_the_same_write(tracker: Runtim
     for row in (2, 3, 4):
         kinds = [e["kind"] for e in (await message(rt, f"{tx.id}:{row}")).events]
         assert kinds == ["Send", "Delivery"]
+
+
+async def test_a_batchs_groups_move_in_one_store_transaction(tracker: Runtime) -> None:
+    # Three groups of one transaction: SENT -> DELIVERED, SENT -> BOUNCED, and SENDING ->
+    # DELIVERED (an outcome ahead of the sender's record): one write of the counters.
+    rt = tracker
+    tx, messages = sent_transaction(3)
+    messages[2] = msgspec.structs.replace(messages[2], status=M.SENDING)
+    tx = msgspec.structs.replace(tx, counters={"total": 3, "sent": 2, "sending": 1})
+    await insert(rt.store, tx, messages)
+    await publish(
+        rt,
+        ses_event("Delivery", tx.id, 2),
+        ses_event("Bounce", tx.id, 3),
+        ses_event("Delivery", tx.id, 4),
+    )
+    before = dict(rt.store.commands.by_kind)
+
+    await drain(rt)
+
+    def spent(kind: str) -> int:
+        return rt.store.commands.by_kind[kind] - before.get(kind, 0)
+
+    assert (spent("commitTransaction"), spent("abortTransaction")) == (1, 0)
+    assert await statuses(rt, tx.id) == {2: M.DELIVERED, 3: M.BOUNCED, 4: M.DELIVERED}
+    after = await load_tx(rt, tx.id)
+    assert interesting(after.counters) == {"total": 3, "delivered": 2, "bounced": 1}
+    assert after.status == TxStatus.COMPLETED
