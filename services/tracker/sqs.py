@@ -3,9 +3,9 @@
     receive (long poll, up to 10)  ->  unwrap each body  ->  publish ONE SesEvents  ->  delete
 
 A full receive means more are waiting: the poller then receives again at once (no wait), up
-to ``_GATHER_BYTES`` of bodies, and publishes them together. Under load that is one stream
-message and one tracker batch per few hundred events instead of per ten; a trickle is
-forwarded as it comes, without waiting for company.
+to ``_GATHER_BYTES`` of bodies or for ``_GATHER_SECONDS``, and publishes them together.
+Under load that is one stream message and one tracker batch per few hundred events instead
+of per ten; a trickle is forwarded as it comes, without waiting for company.
 
 A body is an SNS Notification whose ``Message`` is the SES event as a JSON string, or the SES
 event itself when the subscription has raw message delivery on. The batch's publish carries a
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,6 +47,9 @@ _MAX_MESSAGES: Final = 10  # SQS's limit per ReceiveMessage and per DeleteMessag
 # Bodies gathered into one publish while receives come back full: a few hundred SES events,
 # well under NATS's 1 MB payload limit (an event published is smaller than its SNS body).
 _GATHER_BYTES: Final = 512 * 1024
+# ... and for at most this long: what was received is not held back by slow receives (moto's
+# take seconds each with thousands of messages queued), nor kept past its visibility.
+_GATHER_SECONDS: Final = 1.0
 _BACKOFF: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -118,9 +122,12 @@ def batch_msg_id(messages: Sequence[QueuedMessage]) -> str:
 class SqsPoller:
     """A Worker: polls until stopped; ``stop`` also cuts a long poll short."""
 
-    def __init__(self, queue: SesEventQueue, broker: Broker) -> None:
+    def __init__(
+        self, queue: SesEventQueue, broker: Broker, *, gather_seconds: float = _GATHER_SECONDS
+    ) -> None:
         self.queue = queue
         self.broker = broker
+        self.gather_seconds = gather_seconds
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -147,7 +154,8 @@ class SqsPoller:
         """``received`` and, while receives come back full, what is waiting behind it."""
         last = received
         size = _body_bytes(received)
-        while len(last) == _MAX_MESSAGES and size < _GATHER_BYTES:
+        deadline = time.monotonic() + self.gather_seconds
+        while len(last) == _MAX_MESSAGES and size < _GATHER_BYTES and time.monotonic() < deadline:
             last = await self.queue.receive(wait=False)
             received = [*received, *last]
             size += _body_bytes(last)

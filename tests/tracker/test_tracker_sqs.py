@@ -204,6 +204,28 @@ async def test_a_gather_stops_at_half_a_megabyte(
     assert [len(b.events) for b in await stream_batches(rt)] == [len(first), len(rest)]
 
 
+async def test_a_gather_stops_at_its_deadline(
+    tracker: Runtime, sqs: SQSClient, queue_url: str
+) -> None:
+    # Receives may be slow (moto's take seconds with thousands queued): what came in is
+    # published when the gathering time is up, whatever still waits.
+    bodies = [sns_envelope(ses_event("Delivery", "tx", row)) for row in range(2, 32)]
+    for start in range(0, len(bodies), 10):
+        await sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate(bodies[start : start + 10])
+            ],
+        )
+    queue = SesEventQueue(sqs, queue_url, wait_seconds=1)
+    first = await queue.receive()
+    assert len(first) == 10  # full: more are waiting
+
+    assert await SqsPoller(queue, tracker.broker, gather_seconds=0).gather(first) == first
+    assert len(await SqsPoller(queue, tracker.broker).gather(first)) == len(bodies)
+
+
 async def test_poller_runs_until_stopped(tracker: Runtime, sqs: SQSClient, queue_url: str) -> None:
     rt = tracker
     poller = SqsPoller(SesEventQueue(sqs, queue_url, wait_seconds=10), rt.broker)
