@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from services.tracker.events_actor import SesEventsActor
-from services.tracker.ses_event import parse_ses_event
+from services.tracker.ses_event import SesEvent, parse_ses_event
 from shared.actor import ActorRunner
 from shared.documents import Message, Transaction, from_document
 from shared.events import SesEvents, TxStatusChanged, decoder
@@ -250,10 +250,11 @@ async def test_events_for_unknown_messages_are_dropped(tracker: Runtime) -> None
     assert info.state.messages == 0  # acknowledged, not left for redelivery
 
 
-async def test_events_the_other_path_added_meanwhile_are_kept_once(tracker: Runtime) -> None:
-    # The two paths (SQS and the SNS webhook) may carry the same events at once: between
-    # one batch reading a message and adding its events, the other adds one of them.
-    rt = tracker
+async def read_before_the_other_path(
+    rt: Runtime,
+) -> tuple[Transaction, SesEventsActor, dict[Any, list[SesEvent]], dict[str, Any]]:
+    """A batch reads a SENT message for its Send and Delivery events; then the other path
+    adds the Send event. The batch's actor, its events by message and what it read."""
     tx, messages = sent_transaction(1)
     await insert(rt.store, tx, messages)
     send, delivery = (parse_ses_event(ses_event(kind, tx.id, 2)) for kind in ("Send", "Delivery"))
@@ -262,6 +263,14 @@ async def test_events_the_other_path_added_meanwhile_are_kept_once(tracker: Runt
     known = await batch._read(by_message)
     other_sees, _ = await other._find_messages([send])
     await other._record(other_sees, await other._read(other_sees))
+    return tx, batch, by_message, known
+
+
+async def test_events_the_other_path_added_meanwhile_are_kept_once(tracker: Runtime) -> None:
+    # The two paths (SQS and the SNS webhook) may carry the same events at once: between
+    # one batch reading a message and adding its events, the other adds one of them.
+    rt = tracker
+    tx, batch, by_message, known = await read_before_the_other_path(rt)
 
     await batch._record(by_message, known)
 
@@ -275,14 +284,7 @@ async def test_a_move_records_its_events_meanwhile_added_by_the_other_path(
     # the other path added one meanwhile: the move misses, reads again, and moves the
     # message with the event still missing.
     rt = tracker
-    tx, messages = sent_transaction(1)
-    await insert(rt.store, tx, messages)
-    send, delivery = (parse_ses_event(ses_event(kind, tx.id, 2)) for kind in ("Send", "Delivery"))
-    batch, other = SesEventsActor(rt.store, rt.broker), SesEventsActor(rt.store, rt.broker)
-    by_message, _ = await batch._find_messages([send, delivery])
-    known = await batch._read(by_message)
-    other_sees, _ = await other._find_messages([send])
-    await other._record(other_sees, await other._read(other_sees))
+    tx, batch, by_message, known = await read_before_the_other_path(rt)
 
     moved, now = await batch._apply(by_message, known)
     assert await batch._record(by_message, now) == 0  # nothing left to add

@@ -57,6 +57,18 @@ async def queue_url(sqs: SQSClient) -> str:
     return created["QueueUrl"]
 
 
+async def enqueue(sqs: SQSClient, url: str, bodies: list[str]) -> None:
+    """Send ``bodies`` to the queue, ten per SendMessageBatch (SQS's limit)."""
+    for start in range(0, len(bodies), 10):
+        await sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate(bodies[start : start + 10])
+            ],
+        )
+
+
 async def queued(sqs: SQSClient, url: str) -> int:
     attrs = await sqs.get_queue_attributes(
         QueueUrl=url,
@@ -142,14 +154,7 @@ async def test_a_full_queue_is_gathered_into_one_batch(
 ) -> None:
     rt = tracker
     bodies = [sns_envelope(ses_event("Delivery", "tx", row)) for row in range(2, 37)]
-    for start in range(0, len(bodies), 10):
-        await sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "MessageBody": body}
-                for i, body in enumerate(bodies[start : start + 10])
-            ],
-        )
+    await enqueue(sqs, queue_url, bodies)
     queue = SesEventQueue(sqs, queue_url, wait_seconds=1)
     poller = SqsPoller(queue, rt.broker)
     first = await queue.receive()
@@ -183,14 +188,7 @@ async def test_a_gather_stops_at_half_a_megabyte(
         event = ses_event("Delivery", "tx", row)
         event["mail"]["headers"] = [{"name": "X-Padding", "value": "x" * 9_000}]
         bodies.append(sns_envelope(event))
-    for start in range(0, len(bodies), 10):
-        await sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "MessageBody": body}
-                for i, body in enumerate(bodies[start : start + 10])
-            ],
-        )
+    await enqueue(sqs, queue_url, bodies)
     queue = SesEventQueue(sqs, queue_url, wait_seconds=1)
     poller = SqsPoller(queue, rt.broker)
 
@@ -210,14 +208,7 @@ async def test_a_gather_stops_at_its_deadline(
     # Receives may be slow (moto's take seconds with thousands queued): what came in is
     # published when the gathering time is up, whatever still waits.
     bodies = [sns_envelope(ses_event("Delivery", "tx", row)) for row in range(2, 32)]
-    for start in range(0, len(bodies), 10):
-        await sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "MessageBody": body}
-                for i, body in enumerate(bodies[start : start + 10])
-            ],
-        )
+    await enqueue(sqs, queue_url, bodies)
     queue = SesEventQueue(sqs, queue_url, wait_seconds=1)
     first = await queue.receive()
     assert len(first) == 10  # full: more are waiting
