@@ -7,9 +7,10 @@ cancelled) matches nothing and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from pymongo import UpdateOne
@@ -298,7 +299,15 @@ async def move_groups(
             moving["$inc"] = dict(message_inc)
         return moving
 
+    tries = 0
+
     async def apply(session: AsyncClientSession) -> list[int]:
+        nonlocal tries
+        # Run again: the counters' write met another mover's store transaction, which
+        # holds them for up to a second. pymongo's own backoff (5 ms, growing by half)
+        # would ask a dozen times meanwhile, each a failed write and an abort.
+        await asyncio.sleep(_RETRY_WAITS[min(tries, len(_RETRY_WAITS) - 1)])
+        tries += 1
         asked = _deltas((move.old, move.new, len(move.ids)) for move in moves)
         counted = await store.transactions.update_one(counters, asked, session=session)
         if counted.matched_count == 0:
@@ -348,6 +357,10 @@ def _deltas(moves: Iterable[tuple[M, M, int]]) -> dict[str, Any]:
         by_status[f"counters.{old.lower()}"] = by_status.get(f"counters.{old.lower()}", 0) - n
         by_status[f"counters.{new.lower()}"] = by_status.get(f"counters.{new.lower()}", 0) + n
     return {"$inc": by_status}
+
+
+# Seconds before each run of a move's store transaction, the first run and the retries.
+_RETRY_WAITS: Final = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 class _Refused(Exception):

@@ -3,6 +3,7 @@ says why), on the real store, seen by a command listener: the moves and reads ar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -88,3 +89,29 @@ async def test_a_long_move_and_read_go_in_pieces_and_miss_nothing(
     found = [doc["_id"] async for doc in find_in(db.messages, "_id", ids, {"status": M.SENDING})]
     assert sorted(found) == sorted(ids)
     assert recorder.in_lists("find", "_id") == [MAX_IN, MAX_IN, 100]
+
+
+async def test_a_move_that_meets_another_movers_transaction_waits_rather_than_spins(
+    store: tuple[Store, _Recorder],
+) -> None:
+    # Another mover's store transaction holds the counters for 0.4 s. The move runs again
+    # after 0, 20, 50, 100 and 200 ms of its own (and pymongo's few ms each time): at most
+    # five tries fail. pymongo's backoff alone (5 ms, growing by half, jittered) tried
+    # about a dozen times.
+    db, recorder = store
+    ids = [f"tx:{row}" for row in range(10)]
+    await db.transactions.insert_one({"_id": "tx", "counters": {"ready_to_send": 10}})
+    await db.messages.insert_many(
+        [{"_id": i, "transaction_id": "tx", "status": M.READY_TO_SEND} for i in ids]
+    )
+    async with db.client.start_session() as other:
+        await other.start_transaction()
+        await db.transactions.update_one({"_id": "tx"}, {"$set": {"held": True}}, session=other)
+        recorder.commands.clear()
+        move = asyncio.create_task(move_messages(db, "tx", ids, M.READY_TO_SEND, M.SENDING))
+        await asyncio.sleep(0.4)
+        await other.commit_transaction()
+        assert await move == 10
+
+    aborts = sum(1 for name, _ in recorder.commands if name == "abortTransaction")
+    assert 1 <= aborts <= 5
