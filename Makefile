@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sesim
 	$(BIN)/python -m bench.send
 	$(BIN)/python -m bench.store_in
+	$(BIN)/python -m bench.tracker_writes
 	$(BIN)/python -m bench.e2e
 
 # 20 campaigns of 10,000 rows under mixed faults (tests/chaos/): kill -9 of services, NATS and
