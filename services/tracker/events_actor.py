@@ -217,7 +217,8 @@ class SesEventsActor(Actor[SesEvents]):
         ]
         async with self._writes:
             moved = await move_groups(self.store, transaction_id, moves)
-        tenant = known[groups[0][1][0]].tenant
+        first_id = moves[0].ids[0]
+        tenant = known[first_id].tenant
         for move, n in zip(moves, moved, strict=True):
             outcomes = {
                 i: MessageOutcome(message_id=i, row=known[i].row, email=known[i].email)
@@ -352,9 +353,10 @@ class SesEventsActor(Actor[SesEvents]):
                 new[target.message_id] = records
         if not new:
             return 0
+        changes = {message_id: _recording(records) for message_id, records in new.items()}
         together = [
             UpdateOne({"_id": message_id, **change.query}, change.update)
-            for message_id, change in ((i, _recording(records)) for i, records in new.items())
+            for message_id, change in changes.items()
         ]
         result = await self.store.messages.bulk_write(together, ordered=False)
         if result.modified_count == len(together):
