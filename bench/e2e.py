@@ -53,11 +53,11 @@ import pymongo
 from pymongo import UpdateOne
 
 from bench.cpu import cpu_seconds
+from bench.scratch import on_scratch
 from cli.client import FINAL, PlatformClient
 from shared.documents import Message, SendReceipt, message_id, to_document
-from shared.indexes import ensure_indexes
 from shared.status import MessageStatus as M
-from shared.store import Store, connect_store, find_in, insert_new, update_in
+from shared.store import Store, find_in, insert_new, update_in
 from stack.launcher import Stack, StackInfo
 from stack.platform import SERVICES, Platform
 from stack.processes import free_port
@@ -283,14 +283,7 @@ async def _touch(session: aiohttp.ClientSession, url: str) -> None:
 async def store_floor(uri: str, n: int) -> dict[str, float]:
     """Seconds the store takes for ``n`` messages written as the services write them, by
     step; on a scratch database (same indexes), dropped afterwards."""
-    store = await connect_store(uri, SCRATCH_DB)
-    try:
-        await store.client.drop_database(SCRATCH_DB)
-        await ensure_indexes(store.db)
-        return await _floor_steps(store, n)
-    finally:
-        await store.client.drop_database(SCRATCH_DB)
-        await store.close()
+    return await on_scratch(uri, SCRATCH_DB, lambda store: _floor_steps(store, n))
 
 
 async def _floor_steps(store: Store, n: int) -> dict[str, float]:

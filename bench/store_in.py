@@ -15,56 +15,22 @@ MongoDB it should stay flat.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 from pymongo import UpdateOne
 
-from shared.documents import Message, message_id, to_document
-from shared.indexes import ensure_indexes
+from bench.scratch import insert_messages, on_own_store
+from shared.documents import message_id
 from shared.status import MessageStatus
-from shared.store import MAX_IN, Store, connect_store
-from stack.launcher import Stack
+from shared.store import MAX_IN, Store
 
 DB = "bench_store_in"
 SIZES = (50, 100, 250, 500, 1000, 2000)
 
 
-async def measure(uri: str, n: int) -> list[tuple[int, float, float, float]]:
-    store = await connect_store(uri, DB)
-    try:
-        await store.client.drop_database(DB)
-        await ensure_indexes(store.db)
-        await _seed(store, n)
-        return [await _one_size(store, n, size) for size in SIZES]
-    finally:
-        await store.client.drop_database(DB)
-        await store.close()
-
-
-async def _seed(store: Store, n: int) -> None:
-    now = datetime.now(UTC)
-    docs = [
-        to_document(
-            Message(
-                id=message_id("tx", row),
-                transaction_id="tx",
-                tenant="t",
-                batch=row // 500,
-                row=row,
-                email=f"success+{row}@simulator.amazonses.com",
-                data={"name": f"U{row}"},
-                status=MessageStatus.READY_TO_SEND,
-                updated_at=now,
-            )
-        )
-        for row in range(n)
-    ]
-    for start in range(0, n, 500):
-        await store.messages.insert_many(docs[start : start + 500])
+async def measure(store: Store, n: int) -> list[tuple[int, float, float, float]]:
+    await insert_messages(store, "tx", range(n), MessageStatus.READY_TO_SEND)
+    return [await _one_size(store, n, size) for size in SIZES]
 
 
 async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float, float]:
@@ -89,11 +55,11 @@ async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float,
     began = time.perf_counter()
     updated = 0
     for ids in lists:
-        result = await store.messages.bulk_write(
+        written = await store.messages.bulk_write(
             [UpdateOne({"_id": i}, {"$set": {"attempt_id": f"one-{size}"}}) for i in ids],
             ordered=False,
         )
-        updated += result.modified_count
+        updated += written.modified_count
     per_one = (time.perf_counter() - began) / updated * 1e3
     return size, per_read, per_update, per_one
 
@@ -102,11 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=8000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        # Named as given, so the launcher starts no AWS servers: none is needed.
-        stack = Stack(Path(tmp) / "stack", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
-        with stack as info:
-            rows = asyncio.run(measure(info.mongodb_uri, args.messages))
+    rows = on_own_store(DB, lambda store: measure(store, args.messages))
     print(f"$in list size vs store cost, {args.messages:,} messages (MAX_IN = {MAX_IN})")
     print(f"{'ids per $in':>12} {'read ms/doc':>12} {'update ms/doc':>14} {'by _id ms/doc':>14}")
     for size, per_read, per_update, per_one in rows:

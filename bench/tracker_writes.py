@@ -14,57 +14,26 @@ message doing both, as ``move_messages(each=...)`` does now.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pymongo import UpdateOne
 
-from shared.documents import Message, SendReceipt, message_id, to_document
-from shared.indexes import ensure_indexes
+from bench.scratch import insert_messages, on_own_store
+from shared.documents import SendReceipt, to_document
 from shared.status import MessageStatus as M
-from shared.store import Store, connect_store, find_in, insert_new, update_in
-from stack.launcher import Stack
+from shared.store import Store, find_in, insert_new, update_in
 
 DB = "bench_tracker_writes"
 CHUNK = 500
 KINDS = ("Send", "Delivery")
 
 
-async def measure(uri: str, n: int) -> dict[str, float]:
-    store = await connect_store(uri, DB)
-    try:
-        await store.client.drop_database(DB)
-        await ensure_indexes(store.db)
-        return await _steps(store, n)
-    finally:
-        await store.client.drop_database(DB)
-        await store.close()
-
-
-async def _steps(store: Store, n: int) -> dict[str, float]:
+async def measure(store: Store, n: int) -> dict[str, float]:
     now = datetime.now(UTC)
-    ids = [message_id("tx", row) for row in range(n)]
-    messages = [
-        Message(
-            id=ids[row],
-            transaction_id="tx",
-            tenant="t",
-            batch=row // CHUNK,
-            row=row,
-            email=f"success+{row}@simulator.amazonses.com",
-            data={"name": f"U{row}"},
-            status=M.SENT,
-            updated_at=now,
-        )
-        for row in range(n)
-    ]
-    for start in range(0, n, CHUNK):
-        await store.messages.insert_many([to_document(m) for m in messages[start : start + CHUNK]])
+    ids = await insert_messages(store, "tx", range(n), M.SENT)
     chunks = [ids[i : i + CHUNK] for i in range(0, n, CHUNK)]
     events = {
         "$each": [
@@ -128,11 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=6000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        # Named as given, so the launcher starts no AWS servers: none is needed.
-        stack = Stack(Path(tmp) / "stack", environ={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
-        with stack as info:
-            spent = asyncio.run(measure(info.mongodb_uri, args.messages))
+    spent = on_own_store(DB, lambda store: measure(store, args.messages))
     print(f"the tracker's writes for {args.messages:,} delivered messages, ms per message")
     for name, ms in spent.items():
         print(f"  {name:<40} {ms:>7.3f}")
