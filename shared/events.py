@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from shared.status import AlertState, MessageStatus, TxStatus
 
 __all__ = [
+    "SES_EVENTS_GATHER_SECONDS",
     "Alert",
     "AlertTransaction",
     "CallbackDue",
@@ -89,6 +90,13 @@ class SesEvents(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     events: list[dict[str, Any]]
+
+
+# SES events that keep coming are gathered into one ``SesEvents`` for at most this long: by
+# the tracker's SQS poller, and by the simulator's NATS sink, which stands in for SNS -> SQS
+# -> poller. Under load that is one stream message (and one tracker batch) per few hundred
+# events; what is received is not held longer (a trickle goes as it comes).
+SES_EVENTS_GATHER_SECONDS: Final = 1.0
 
 
 class TxExpire(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,7 +3,7 @@
     receive (long poll, up to 10)  ->  unwrap each body  ->  publish ONE SesEvents  ->  delete
 
 A full receive means more are waiting: the poller then receives again at once (no wait), up
-to ``_GATHER_BYTES`` of bodies or for ``_GATHER_SECONDS``, and publishes them together.
+to ``_GATHER_BYTES`` of bodies or for ``SES_EVENTS_GATHER_SECONDS``, and publishes them together.
 Under load that is one stream message and one tracker batch per few hundred events instead
 of per ten; a trickle is forwarded as it comes, without waiting for company.
 
@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.broker import Broker
 from shared.errors import RetryableError, UpstreamUnavailable
-from shared.events import SesEvents
+from shared.events import SES_EVENTS_GATHER_SECONDS, SesEvents
 from shared.sns import unwrap_ses_event
 from shared.topology import Subjects
 
@@ -47,9 +47,6 @@ _MAX_MESSAGES: Final = 10  # SQS's limit per ReceiveMessage and per DeleteMessag
 # Bodies gathered into one publish while receives come back full: a few hundred SES events,
 # well under NATS's 1 MB payload limit (an event published is smaller than its SNS body).
 _GATHER_BYTES: Final = 512 * 1024
-# ... and for at most this long: what was received is not held back by slow receives (moto's
-# take seconds each with thousands of messages queued), nor kept past its visibility.
-_GATHER_SECONDS: Final = 1.0
 _BACKOFF: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -123,7 +120,11 @@ class SqsPoller:
     """A Worker: polls until stopped; ``stop`` also cuts a long poll short."""
 
     def __init__(
-        self, queue: SesEventQueue, broker: Broker, *, gather_seconds: float = _GATHER_SECONDS
+        self,
+        queue: SesEventQueue,
+        broker: Broker,
+        *,
+        gather_seconds: float = SES_EVENTS_GATHER_SECONDS,
     ) -> None:
         self.queue = queue
         self.broker = broker

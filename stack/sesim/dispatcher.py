@@ -1,5 +1,10 @@
 """Moves SES events to the sink: delays outcomes, batches within a short linger, retries.
 
+A batch waits one ``linger`` for company; while each linger brings at least ``_FLOWING``
+more events (as a full SQS receive tells the tracker's poller that more are waiting), it
+keeps gathering, up to the sink's ``max_batch`` events or ``gather_seconds``. A trickle
+goes after one linger; a campaign's flow goes in batches of a few hundred events.
+
 Events wait in memory until the sink takes them; a sink that is down is retried with capped
 exponential backoff and jitter, so a brief outage loses nothing (a simulator crash does).
 Delayed events wait in one heap behind one timer, which moves everything due at once and
@@ -25,6 +30,8 @@ __all__ = ["Dispatcher"]
 
 _log = structlog.get_logger("sesim.dispatcher")
 _CLOCK_SLACK = 0.001
+# Events a linger must bring for the batch to keep gathering: an SQS receive's worth.
+_FLOWING = 10
 
 
 class Dispatcher:
@@ -101,8 +108,7 @@ class Dispatcher:
     async def run(self) -> None:
         while True:
             await self._wakeup.wait()
-            if len(self._ready) < self._sink.max_batch:
-                await asyncio.sleep(self._linger)  # let a batch gather
+            await self._gather()
             batch = [
                 self._ready.popleft() for _ in range(min(len(self._ready), self._sink.max_batch))
             ]
@@ -110,6 +116,16 @@ class Dispatcher:
                 self._wakeup.clear()
             if batch:
                 await self._deliver(batch)
+
+    async def _gather(self) -> None:
+        """Linger while the batch is not full and events keep coming (see the module's doc)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._sink.gather_seconds
+        while len(self._ready) < self._sink.max_batch:
+            before = len(self._ready)
+            await asyncio.sleep(self._linger)
+            if len(self._ready) - before < _FLOWING or loop.time() >= until:
+                return
 
     async def _deliver(self, events: list[Event]) -> None:
         # The batch id stays the same across retries of the same events (the NATS sink's

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import nats
 from aiobotocore.session import get_session
 
-from shared.events import SesEvents, encode
+from shared.events import SES_EVENTS_GATHER_SECONDS, SesEvents, encode
 from shared.topology import Subjects
 from stack.sesim.events import Event, sns_envelope
 
@@ -26,7 +26,8 @@ __all__ = ["EventSink", "NatsSink", "NullSink", "SqsSink"]
 
 
 class EventSink(Protocol):
-    max_batch: int
+    max_batch: int  # events per delivery at most
+    gather_seconds: float  # how long a batch may gather while events keep coming (Dispatcher)
 
     async def deliver(self, batch_id: str, events: list[Event]) -> list[Event]: ...
 
@@ -35,6 +36,7 @@ class EventSink(Protocol):
 
 class NullSink:
     max_batch = 1000
+    gather_seconds = 0.0
 
     async def deliver(self, batch_id: str, events: list[Event]) -> list[Event]:
         return []
@@ -50,6 +52,7 @@ class SqsSink:
     """One SNS Notification per event, ten per SendMessageBatch, the batches sent concurrently."""
 
     max_batch = 100
+    gather_seconds = 0.0  # the tracker's poller gathers what it receives from the queue
 
     def __init__(self, queue_url: str, *, endpoint_url: str | None, region: str, topic_arn: str):
         self._queue_url = queue_url
@@ -96,10 +99,32 @@ class SqsSink:
         self._client = None
 
 
-class NatsSink:
-    """A JetStream publish of ``SesEvents`` to ``email.ses.events``, deduplicated by batch id."""
+_HEADERS_ROOM = 1024  # the server's payload limit counts the headers too
 
-    max_batch = 200  # a few hundred events stay well under NATS's 1 MB payload limit
+
+def _payloads(events: list[Event], limit: int) -> list[bytes]:
+    """``SesEvents`` of at most ``limit`` bytes (an event alone may be more), in order.
+
+    The same events give the same payloads, so a retried batch repeats its message ids.
+    """
+    payload = encode(SesEvents(events=events))
+    if len(payload) <= limit or len(events) == 1:
+        return [payload]
+    half = len(events) // 2
+    return [*_payloads(events[:half], limit), *_payloads(events[half:], limit)]
+
+
+class NatsSink:
+    """A JetStream publish of ``SesEvents`` to ``email.ses.events``, deduplicated by batch id.
+
+    It stands in for SNS -> SQS -> the tracker's poller, and gathers as the poller does: for
+    up to ``SES_EVENTS_GATHER_SECONDS``, up to about what the poller's 512 KiB of SNS bodies
+    hold (1.1-1.4 KB an event here, 1.7 KB in its envelope). A batch larger than the server
+    takes in one message (big tags or subjects) goes in halves.
+    """
+
+    max_batch = 300
+    gather_seconds = SES_EVENTS_GATHER_SECONDS
 
     def __init__(self, url: str, *, publish_timeout: float = 5.0) -> None:
         self._url = url
@@ -121,11 +146,10 @@ class NatsSink:
     async def deliver(self, batch_id: str, events: list[Event]) -> list[Event]:
         nc = await self._connect()
         js = nc.jetstream(timeout=self._timeout)
-        await js.publish(
-            Subjects.SES_EVENTS,
-            encode(SesEvents(events=events)),
-            headers={"Nats-Msg-Id": f"sesim:{batch_id}"},
-        )
+        for n, part in enumerate(_payloads(events, nc.max_payload - _HEADERS_ROOM)):
+            await js.publish(
+                Subjects.SES_EVENTS, part, headers={"Nats-Msg-Id": f"sesim:{batch_id}:{n}"}
+            )
         return []
 
     async def aclose(self) -> None:
