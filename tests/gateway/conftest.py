@@ -29,7 +29,7 @@ from services.gateway.deps import GatewayDeps, open_deps
 from shared.settings import GatewaySettings, load_settings
 from stack.launcher import StackInfo
 from stack.processes import free_port
-from tests.conftest import issue_key, settings_for
+from tests.conftest import drop_database, issue_key, settings_for
 
 GATEWAY_STREAMS = ("TX_ACCEPTED", "TX_STATUS", "TX_CONTROL")
 # The tenant whose key ``client`` sends.
@@ -58,7 +58,7 @@ async def deps(gateway_settings: GatewaySettings) -> AsyncIterator[GatewayDeps]:
         for stream in GATEWAY_STREAMS:
             await opened.broker.js.purge_stream(stream)
         yield opened
-        await opened.store.client.drop_database(gateway_settings.mongodb_db)
+        await drop_database(opened.store.client, gateway_settings.mongodb_db)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from shared.errors import BrokerUnavailable
 from shared.store import connect_store
 from shared.topology import ConsumerSpec
 from stack.launcher import Stack, StackInfo
+from tests.conftest import drop_database
 
 
 class Ping(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,4 +100,4 @@ async def test_work_after_a_nats_restart_is_done(own_nats: Stack, db_name: str) 
         runner.stop()
         async with asyncio.timeout(10):
             await running
-        await store.client.drop_database(db_name)
+        await drop_database(store.client, db_name)

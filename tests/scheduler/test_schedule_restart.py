@@ -27,6 +27,7 @@ from shared.status import TxStatus
 from shared.store import Store, connect_store
 from shared.topology import Subjects, ensure_topology
 from stack.launcher import Stack, StackInfo
+from tests.conftest import drop_database
 from tests.scheduler.scheduler_builders import (
     schedule_messages,
     seed_transaction,
@@ -53,7 +54,7 @@ def own_nats(tmp_path: Path, stack_info: StackInfo) -> Iterator[Stack]:
 async def store(stack_info: StackInfo, db_name: str) -> AsyncIterator[Store]:
     opened = await connect_store(stack_info.mongodb_uri, db_name)
     yield opened
-    await opened.client.drop_database(db_name)
+    await drop_database(opened.client, db_name)
     await opened.close()
 
 

@@ -14,6 +14,7 @@ from shared.status import MessageStatus as M
 from shared.store import MAX_IN, CommandCounter, Store, find_in
 from shared.transitions import move_messages
 from stack.launcher import StackInfo
+from tests.conftest import drop_database
 
 N = 2 * MAX_IN + 100
 
@@ -63,7 +64,7 @@ async def store(stack_info: StackInfo, db_name: str) -> AsyncIterator[tuple[Stor
     try:
         yield Store(client, db_name, CommandCounter()), recorder
     finally:
-        await client.drop_database(db_name)
+        await drop_database(client, db_name)
         await client.close()
 
 
