@@ -140,7 +140,15 @@ def _fuzz_operation(
         # the operation has no negative cases.
         assert mode is schemathesis.GenerationMode.NEGATIVE, label
     except (FailureGroup, Exception) as e:  # kept, and the next operation fuzzed
-        outcome.failures.append(f"{label}: {e}")
+        outcome.failures.append(f"{label}: {_described(e)}")
+
+
+def _described(e: BaseException) -> str:
+    """The error and what a group of them holds: Hypothesis' "unreliable results" alone
+    does not say what failed the first time."""
+    if isinstance(e, BaseExceptionGroup):
+        return f"{e} [" + "; ".join(_described(inner) for inner in e.exceptions) + "]"
+    return f"{type(e).__name__}: {e}"
 
 
 async def _seed(deps: GatewayDeps, settings: GatewaySettings) -> None:
