@@ -3,8 +3,8 @@
     receive (long poll, up to 10)  ->  unwrap each body  ->  publish ONE SesEvents  ->  delete
 
 A full receive means more are waiting: the poller then receives again at once (no wait), up
-to ``_GATHER_BYTES`` of bodies or for ``SES_EVENTS_GATHER_SECONDS``, and publishes them together.
-Under load that is one stream message and one tracker batch per few hundred events instead
+to ``_GATHER_BYTES`` of bodies or for ``SES_EVENTS_GATHER_SECONDS``, and publishes them
+together. Under load that is one stream message and one tracker batch per few hundred events instead
 of per ten; a trickle is forwarded as it comes, without waiting for company.
 
 A body is an SNS Notification whose ``Message`` is the SES event as a JSON string, or the SES
