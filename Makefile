@@ -11,9 +11,10 @@ run: $(STAMP)
 
 # Two workers, each with its own embedded stack: most tests wait on services, so two at a
 # time nearly halve the run on two cores. A module's tests stay on one worker (loadscope),
-# so a module-wide platform starts once.
+# so a module-wide platform starts once; the longest modules go first (tests/conftest.py
+# LONGEST_MODULES), in that order rather than xdist's by number of tests.
 test: $(STAMP) lint promtool chromium
-	$(BIN)/pytest -n 2 --dist loadscope
+	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
