@@ -56,8 +56,9 @@ from bench.cpu import cpu_seconds
 from bench.scratch import on_scratch
 from cli.client import FINAL, PlatformClient
 from shared.documents import Message, SendReceipt, message_id, to_document
+from shared.message_ranges import find_messages, update_messages
 from shared.status import MessageStatus as M
-from shared.store import Store, find_in, insert_new, update_in
+from shared.store import Store, insert_new
 from stack.launcher import Stack, StackInfo
 from stack.platform import SERVICES, Platform
 from stack.processes import free_port
@@ -311,9 +312,9 @@ async def _floor_steps(store: Store, n: int) -> dict[str, float]:
     spent: dict[str, float] = {}
 
     async def move(chunk: list[str], old: M, new: M, also: Mapping[str, Any]) -> None:
-        # move_messages' commands (without its store transaction: a floor): an update per
-        # piece of MAX_IN ids, then the counters.
-        moved = await update_in(
+        # move_messages' commands (without its store transaction: a floor): the messages'
+        # update, then the counters.
+        moved = await update_messages(
             store.messages,
             chunk,
             {"status": old},
@@ -349,7 +350,7 @@ async def _floor_steps(store: Store, n: int) -> dict[str, float]:
     began = time.perf_counter()
     for chunk in chunks:
         await insert_new(store.sends, receipts(chunk))  # the Send events' receipts: all known
-        [_ async for _ in find_in(store.messages, "_id", chunk)]
+        [_ async for _ in find_messages(store.messages, chunk)]
         # Each message moved with its events in one write (move_messages' ``each``).
         kinds = ["Send", "Delivery"]
         events = {"$each": [{"key": kind} for kind in kinds]}

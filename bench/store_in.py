@@ -6,21 +6,26 @@ it, N updates by ``_id`` in one ``bulk_write``.
 Starts the store (the launcher, as ``make run`` does), writes ``--messages`` messages as
 ingest does (the same indexes), then reads and updates them by ``_id: {$in}`` lists of
 each size, in order, and prints the milliseconds per document; then updates them again by
-one ``UpdateOne`` per id, N to a ``bulk_write`` (one command, like the ``$in``). On
-SecantusDB 0.7 the cost per document of a ``$in`` grows with the list (it goes through the
-list for each document), which is why ``shared.store.MAX_IN`` cuts lists into pieces; on
-MongoDB it should stay flat.
+one ``UpdateOne`` per id, N to a ``bulk_write`` (one command, like the ``$in``); then
+reads and updates them by the same N ids as a range of rows (``rows:``, the filters of
+shared/message_ranges.py). On SecantusDB 0.7 the cost per document of a ``$in`` grows with
+the list (it goes through the list for each document), which is why ``shared.store.MAX_IN``
+cuts lists into pieces, and why messages are read and moved by runs of rows where they
+can be; a range's cost per document stays flat. On MongoDB all should stay flat.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pymongo import UpdateOne
 
 from bench.scratch import insert_messages, on_own_store
 from shared.documents import message_id
+from shared.message_ranges import message_filters
 from shared.status import MessageStatus
 from shared.store import MAX_IN, Store
 
@@ -28,40 +33,66 @@ DB = "bench_store_in"
 SIZES = (50, 100, 250, 500, 1000, 2000)
 
 
-async def measure(store: Store, n: int) -> list[tuple[int, float, float, float]]:
+# ms per document: read and update by ``$in``, update by one ``UpdateOne`` per id in a
+# ``bulk_write``, read and update by the run of rows (shared/message_ranges.py).
+_Costs = tuple[int, float, float, float, float, float]
+
+
+async def measure(store: Store, n: int) -> list[_Costs]:
     await insert_messages(store, "tx", range(n), MessageStatus.READY_TO_SEND)
     return [await _one_size(store, n, size) for size in SIZES]
 
 
-async def _one_size(store: Store, n: int, size: int) -> tuple[int, float, float, float]:
-    """Milliseconds per document read, per document updated, by lists of ``size``, and per
-    document updated by ``size`` updates of one id in a ``bulk_write``."""
+async def _one_size(store: Store, n: int, size: int) -> _Costs:
+    """Milliseconds per document of each way, by lists of ``size`` ids (consecutive rows)."""
     lists = [
         [message_id("tx", row) for row in range(i, min(i + size, n))] for i in range(0, n, size)
     ]
-    began = time.perf_counter()
-    read = 0
-    for ids in lists:
-        read += len(await store.messages.find({"_id": {"$in": ids}}).to_list(None))
-    per_read = (time.perf_counter() - began) / read * 1e3
-    began = time.perf_counter()
-    updated = 0
-    for ids in lists:
+    ranges = [message_filters(ids) for ids in lists]
+
+    async def per_document(
+        step: Callable[[list[str], list[dict[str, Any]]], Awaitable[int]],
+    ) -> float:
+        began = time.perf_counter()
+        done = 0
+        for ids, filters in zip(lists, ranges, strict=True):
+            done += await step(ids, filters)
+        return (time.perf_counter() - began) / done * 1e3
+
+    async def read_in(ids: list[str], _: list[dict[str, Any]]) -> int:
+        return len(await store.messages.find({"_id": {"$in": ids}}).to_list(None))
+
+    async def update_in(ids: list[str], _: list[dict[str, Any]]) -> int:
         result = await store.messages.update_many(
             {"_id": {"$in": ids}}, {"$set": {"attempt_id": f"by-{size}"}}
         )
-        updated += result.modified_count
-    per_update = (time.perf_counter() - began) / updated * 1e3
-    began = time.perf_counter()
-    updated = 0
-    for ids in lists:
+        return result.modified_count
+
+    async def update_each(ids: list[str], _: list[dict[str, Any]]) -> int:
         written = await store.messages.bulk_write(
             [UpdateOne({"_id": i}, {"$set": {"attempt_id": f"one-{size}"}}) for i in ids],
             ordered=False,
         )
-        updated += written.modified_count
-    per_one = (time.perf_counter() - began) / updated * 1e3
-    return size, per_read, per_update, per_one
+        return written.modified_count
+
+    async def read_rows(_: list[str], filters: list[dict[str, Any]]) -> int:
+        return sum([len(await store.messages.find(f).to_list(None)) for f in filters])
+
+    async def update_rows(_: list[str], filters: list[dict[str, Any]]) -> int:
+        updates = [
+            await store.messages.update_many(f, {"$set": {"attempt_id": f"rows-{size}"}})
+            for f in filters
+        ]
+        return sum(u.modified_count for u in updates)
+
+    return (
+        size,
+        await per_document(read_in),
+        await per_document(update_in),
+        await per_document(update_each),
+        await per_document(read_rows),
+        await per_document(update_rows),
+    )
 
 
 def main() -> None:
@@ -70,9 +101,15 @@ def main() -> None:
     args = parser.parse_args()
     rows = on_own_store(DB, lambda store: measure(store, args.messages))
     print(f"$in list size vs store cost, {args.messages:,} messages (MAX_IN = {MAX_IN})")
-    print(f"{'ids per $in':>12} {'read ms/doc':>12} {'update ms/doc':>14} {'by _id ms/doc':>14}")
-    for size, per_read, per_update, per_one in rows:
-        print(f"{size:>12,} {per_read:>12.3f} {per_update:>14.3f} {per_one:>14.3f}")
+    print(
+        f"{'ids per $in':>12} {'read ms/doc':>12} {'update ms/doc':>14} {'by _id ms/doc':>14}"
+        f" {'rows: read':>11} {'rows: update':>13}"
+    )
+    for size, per_read, per_update, per_one, rows_read, rows_update in rows:
+        print(
+            f"{size:>12,} {per_read:>12.3f} {per_update:>14.3f} {per_one:>14.3f}"
+            f" {rows_read:>11.3f} {rows_update:>13.3f}"
+        )
     first, last = rows[0], rows[-1]
     print(
         f"{last[0]:,} ids vs {first[0]:,}: reads x{last[1] / first[1]:.1f}, "

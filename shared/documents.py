@@ -43,6 +43,7 @@ __all__ = [
     "Transaction",
     "from_document",
     "message_id",
+    "message_row",
     "suppression_id",
     "to_document",
 ]
@@ -139,6 +140,14 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 def message_id(transaction_id: str, row: int) -> str:
     """Deterministic, so ingesting the same file twice cannot duplicate a message."""
     return f"{transaction_id}:{row}"
+
+
+def message_row(id_: str) -> tuple[str, int] | None:
+    """The transaction and row a ``message_id`` names; None for any other string."""
+    transaction_id, colon, row = id_.rpartition(":")
+    if not colon or not (row.isascii() and row.isdigit()) or str(int(row)) != row:
+        return None
+    return transaction_id, int(row)
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):

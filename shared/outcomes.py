@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 
 from shared.broker import Broker
 from shared.events import MessageOutcome, MessageOutcomes
+from shared.message_ranges import find_messages
 from shared.status import MessageStatus
-from shared.store import Store, find_in
+from shared.store import Store
 from shared.topology import Subjects
 
 __all__ = ["announce_moved", "publish_outcomes"]
@@ -65,8 +66,8 @@ async def announce_moved(
     if moved == len(ids) and known is not None and all(i in known for i in ids):
         outcomes = [known[i] for i in ids]
     else:
-        found = find_in(
-            store.messages, "_id", ids, {"status": status}, {"_id": 1, "row": 1, "email": 1}
+        found = find_messages(
+            store.messages, ids, {"status": status}, {"_id": 1, "row": 1, "email": 1}
         )
         outcomes = [
             MessageOutcome(message_id=str(raw["_id"]), row=int(raw["row"]), email=raw["email"])

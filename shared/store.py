@@ -27,9 +27,12 @@ __all__ = [
     "Store",
     "connect_store",
     "find_in",
+    "find_where",
+    "in_pieces",
     "insert_new",
     "store_reachable",
     "update_in",
+    "update_where",
 ]
 
 Document = dict[str, Any]
@@ -179,12 +182,45 @@ def store_reachable(what: str) -> Iterator[None]:
 _T = TypeVar("_T")
 
 
-def _in_pieces(values: Sequence[_T]) -> list[Sequence[_T]]:
+def in_pieces(values: Sequence[_T]) -> list[Sequence[_T]]:
     """``values`` in pieces of at most ``MAX_IN``, in order."""
     return [values[i : i + MAX_IN] for i in range(0, len(values), MAX_IN)]
 
 
-async def find_in(
+async def find_where(
+    collection: AsyncCollection[Document],
+    filters: Sequence[tuple[Mapping[str, Any], int]],
+    query: Mapping[str, Any] | None = None,
+    projection: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Document]:
+    """The documents that one of ``filters`` and ``query`` match, one read per filter.
+
+    Each filter comes with the most documents it can match, and its read asks for them all
+    in its first answer: the default (101) would take a getMore for the rest, and one more
+    than the most means an answer that has them all needs no empty getMore to say so."""
+    for where, most in [(_and(where, query), most) for where, most in filters]:
+        async for doc in collection.find(where, projection, batch_size=most + 1):
+            yield doc
+
+
+async def update_where(
+    collection: AsyncCollection[Document],
+    filters: Sequence[Mapping[str, Any]],
+    query: Mapping[str, Any],
+    update: Mapping[str, Any],
+    *,
+    session: AsyncClientSession | None = None,
+) -> int:
+    """``update_many`` of the documents that one of ``filters`` and ``query`` match, one
+    command per filter; returns how many changed."""
+    modified = 0
+    for where in [_and(where, query) for where in filters]:
+        result = await collection.update_many(where, update, session=session)
+        modified += result.modified_count
+    return modified
+
+
+def find_in(
     collection: AsyncCollection[Document],
     field: str,
     values: Sequence[Any],
@@ -193,14 +229,8 @@ async def find_in(
 ) -> AsyncIterator[Document]:
     """The documents whose ``field`` is one of ``values`` (and that match ``query``), read
     with one ``$in`` per piece of ``values`` (``MAX_IN``)."""
-    for piece in _in_pieces(values):
-        # A piece's documents in its first answer: the default (101) would take a getMore
-        # for the rest. One more than the piece, so that a piece whose every value matched
-        # needs no empty getMore to find out there is nothing more.
-        async for doc in collection.find(
-            {field: {"$in": list(piece)}, **(query or {})}, projection, batch_size=len(piece) + 1
-        ):
-            yield doc
+    pieces = [({field: {"$in": list(piece)}}, len(piece)) for piece in in_pieces(values)]
+    return find_where(collection, pieces, query, projection)
 
 
 async def update_in(
@@ -213,13 +243,16 @@ async def update_in(
 ) -> int:
     """``update_many`` of the documents whose ``_id`` is one of ``ids`` (and that match
     ``query``), one command per piece of ``ids`` (``MAX_IN``); returns how many changed."""
-    modified = 0
-    for piece in _in_pieces(ids):
-        result = await collection.update_many(
-            {"_id": {"$in": list(piece)}, **query}, update, session=session
-        )
-        modified += result.modified_count
-    return modified
+    pieces = [{"_id": {"$in": list(piece)}} for piece in in_pieces(ids)]
+    return await update_where(collection, pieces, query, update, session=session)
+
+
+def _and(where: Mapping[str, Any], query: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``where`` and ``query`` both: a ``query`` on a field of ``where`` would quietly
+    replace it, and match documents not asked for."""
+    if query and not where.keys().isdisjoint(query):
+        raise ValueError(f"a query on {sorted(where.keys() & query.keys())} of a filter on them")
+    return {**where, **(query or {})}
 
 
 async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> int:

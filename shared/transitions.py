@@ -21,10 +21,11 @@ from shared.broker import Broker
 from shared.documents import StatusEntry, Transaction, from_document, to_document
 from shared.errors import TransitionNotAllowed
 from shared.events import TxStatusChanged
+from shared.message_ranges import update_messages
 from shared.metrics import TX_PROCESSING_SECONDS, TX_STATUS_CHANGES, TX_STATUS_SECONDS
 from shared.status import MessageStatus as M
 from shared.status import TxStatus as T
-from shared.store import Store, update_in
+from shared.store import Store
 from shared.topology import Subjects
 
 __all__ = [
@@ -232,14 +233,15 @@ async def move_messages(
     """Move every message of ``ids`` that is in ``old`` to ``new``, and the transaction's
     counters with them, in one store transaction; returns how many moved.
 
-    The counters' ``$inc`` and the messages' ``update_many`` (one per piece of ``MAX_IN``
-    ids) commit together, so a crash can never leave the counters off. The counters go
-    first, by the number of ids, and are corrected after the update if fewer moved: every
-    mover of a transaction's messages writes that one document, and writing it first makes
-    a conflict show at once, before the costly update, to the later writer, who backs off
-    and tries again. Written last, a long move conflicted at its end with every short one
-    committed meanwhile, and was retried until its time ran out (the tracker behind the
-    sender at 100,000 recipients; at 10,000, COMPLETED 55 s -> 43 s).
+    The counters' ``$inc`` and the messages' ``update_many`` (one per run of rows, or per
+    piece of ``MAX_IN`` ids: shared/message_ranges.py) commit together, so a crash can
+    never leave the counters off. The counters go first, by the number of ids, and are
+    corrected after the update if fewer moved: every mover of a transaction's messages
+    writes that one document, and writing it first makes a conflict show at once, before
+    the costly update, to the later writer, who backs off and tries again. Written last,
+    a long move conflicted at its end with every short one committed meanwhile, and was
+    retried until its time ran out (the tracker behind the sender at 100,000 recipients;
+    at 10,000, COMPLETED 55 s -> 43 s).
     ``message_inc`` increments fields of each message moved (``{"attempts": 1}``);
     ``tx_guard`` is a condition on the transaction (``{"cancel_requested_at": None}``):
     when it does not hold, nothing moves.
@@ -344,7 +346,7 @@ async def _move_group(
     if not move.ids:
         return 0
     if move.each is None:
-        return await update_in(store.messages, move.ids, query, update, session=session)
+        return await update_messages(store.messages, move.ids, query, update, session=session)
     changes = move.each
     one_by_one = [_with_change(i, query, update, changes[i]) for i in move.ids]
     result = await store.messages.bulk_write(one_by_one, ordered=False, session=session)

@@ -55,6 +55,7 @@ from shared.documents import (
 )
 from shared.errors import RetryableError, TemplateError, UpstreamUnavailable
 from shared.events import MessageOutcome, SendBatch
+from shared.message_ranges import find_messages, update_messages
 from shared.metrics import (
     MESSAGES_FAILED,
     SES_BACKOFF_SECONDS,
@@ -74,7 +75,7 @@ from shared.settings import (
 from shared.settlement import settle
 from shared.status import MessageStatus as M
 from shared.status import TxStatus
-from shared.store import Store, find_in, insert_new, update_in
+from shared.store import Store, find_in, insert_new
 from shared.template import CompiledTemplate, RenderedEmail, compile_template
 from shared.topology import CONSUMERS, KV, Subjects
 from shared.transitions import move_messages
@@ -130,7 +131,7 @@ async def _set_in_transaction(
     store: Store, ids: Sequence[str], query: Mapping[str, Any], fields: Mapping[str, Any]
 ) -> None:
     """``$set`` ``fields`` on the messages of ``ids`` that ``query`` matches, in a store
-    transaction (one ``update_many`` per piece of ``MAX_IN`` ids).
+    transaction (one ``update_many`` per run of rows: shared/message_ranges.py).
 
     Not a bare ``update_many``: the embedded store (SecantusDB 0.7) runs a multi-document
     update outside a transaction in chunks and retries its write conflicts without end while
@@ -142,7 +143,7 @@ async def _set_in_transaction(
     """
 
     async def apply(session: AsyncClientSession) -> None:
-        await update_in(store.messages, ids, query, {"$set": dict(fields)}, session=session)
+        await update_messages(store.messages, ids, query, {"$set": dict(fields)}, session=session)
 
     async with store.client.start_session() as session:
         await session.with_transaction(apply)
@@ -306,8 +307,8 @@ class SenderActor(Actor[SendBatch]):
             back = {m.id for m in decidable}
             waiting += [
                 from_document(doc, Message)
-                async for doc in find_in(
-                    self.store.messages, "_id", sorted(back), {"status": M.READY_TO_SEND}
+                async for doc in find_messages(
+                    self.store.messages, sorted(back), {"status": M.READY_TO_SEND}
                 )
             ]
             log.warning("unsent after a lost attempt", resent=len(back), receipts=len(sent))
@@ -393,8 +394,8 @@ class SenderActor(Actor[SendBatch]):
             # are the ones that carry our attempt.
             found = {
                 str(doc["_id"]): doc
-                async for doc in find_in(
-                    self.store.messages, "_id", ids, projection={"status": 1, "attempt_id": 1}
+                async for doc in find_messages(
+                    self.store.messages, ids, projection={"status": 1, "attempt_id": 1}
                 )
             }
             waiting = sum(1 for doc in found.values() if doc["status"] == M.READY_TO_SEND)

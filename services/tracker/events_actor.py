@@ -6,9 +6,10 @@ For each batch (``SesEvents`` on ``email.ses.events``):
    message: by the ``transaction_id``/``row`` tags, else (an identity notification carries
    no tags) by the SES message id in the receipts, in one query per batch (per 250 ids:
    ``shared.store.MAX_IN``);
-2. read the batch's messages in one query (per 250), and fold each message's events over
-   its status in the order they happened (services/tracker/outcome.py); events put
-   addresses on the suppression list whatever the status;
+2. read the batch's messages, one query per run of rows (shared/message_ranges.py), and
+   fold each message's events over its status in the order they happened
+   (services/tracker/outcome.py); events put addresses on the suppression list whatever
+   the status;
 3. move the messages by (transaction, old, new) group, each transaction's groups together
    (``move_groups``): each message's update and the counters' ``$inc`` in one store
    transaction, so a crash between them cannot leave the counters off, and a redelivered
@@ -43,6 +44,7 @@ from shared.broker import Broker
 from shared.documents import SendReceipt, Suppression, suppression_id, to_document
 from shared.errors import StoreUnavailable
 from shared.events import MessageOutcome, SesEvents
+from shared.message_ranges import find_messages
 from shared.metrics import MESSAGES_FAILED
 from shared.outcomes import announce_moved
 from shared.records import load_transaction
@@ -102,9 +104,9 @@ def failure_reason(events: Iterable[SesEvent]) -> str:
 class SesEventsActor(Actor[SesEvents]):
     spec = CONSUMERS.TRACKER_EVENTS
     event_type = SesEvents
-    # A batch costs about ten store round trips, plus one per 250 messages it reads or
-    # moves (shared.store.MAX_IN); the SQS poller publishes up to a hundred events at a
-    # time and the simulator a few dozen, so join up to 50 deliveries.
+    # A batch costs about ten store round trips, plus one per run of rows it reads (or per
+    # 250 scattered messages: shared/message_ranges.py); the SQS poller publishes up to a
+    # hundred events at a time and the simulator a few hundred, so join up to 50 deliveries.
     merge_limit = 50
 
     def __init__(self, store: Store, broker: Broker) -> None:
@@ -286,10 +288,9 @@ class SesEventsActor(Actor[SesEvents]):
     async def _read(self, by_message: Mapping[_Target, list[SesEvent]]) -> dict[str, _Known]:
         if not by_message:
             return {}
-        found = find_in(
+        found = find_messages(
             self.store.messages,
-            "_id",
-            sorted(t.message_id for t in by_message),
+            [t.message_id for t in by_message],
             projection={
                 "transaction_id": 1,
                 "tenant": 1,

@@ -1,5 +1,7 @@
-"""Long id lists reach the store as ``$in`` lists of at most ``MAX_IN`` ids (shared/store.py
-says why), on the real store, seen by a command listener: the moves and reads are whole."""
+"""Long lists of messages reach the store as ranges of rows, or where the rows are
+scattered as ``$in`` lists of at most ``MAX_IN`` ids (shared/message_ranges.py and
+shared/store.py say why), on the real store, seen by a command listener: the moves and
+reads are whole and touch no other message."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
+from shared.message_ranges import find_messages
 from shared.status import MessageStatus as M
-from shared.store import MAX_IN, CommandCounter, Store, find_in
+from shared.store import MAX_IN, CommandCounter, Store
 from shared.transitions import move_messages
 from stack.launcher import StackInfo
 from tests.conftest import drop_database
@@ -44,15 +47,20 @@ class _Recorder(monitoring.CommandListener):
                 current = []
         return done
 
+    def _queries(self, name: str) -> list[dict[str, Any]]:
+        return [
+            command["updates"][0]["q"] if name == "update" else command["filter"]
+            for command_name, command in self.commands
+            if command_name == name and command.get(name) == "messages"
+        ]
+
+    def row_ranges(self, name: str) -> list[dict[str, Any]]:
+        """The range of rows of each ``name`` command on the messages."""
+        return [query["row"] for query in self._queries(name)]
+
     def in_lists(self, name: str, key: str) -> list[int]:
         """The length of each ``$in`` on ``_id`` the ``name`` commands sent."""
-        sizes = []
-        for command_name, command in self.commands:
-            if command_name != name or command.get(name) != "messages":
-                continue
-            query = command["updates"][0]["q"] if name == "update" else command["filter"]
-            sizes.append(len(query[key]["$in"]))
-        return sizes
+        return [len(query[key]["$in"]) for query in self._queries(name)]
 
 
 @pytest.fixture
@@ -68,15 +76,22 @@ async def store(stack_info: StackInfo, db_name: str) -> AsyncIterator[tuple[Stor
         await client.close()
 
 
-async def test_a_long_move_and_read_go_in_pieces_and_miss_nothing(
+def _messages(rows: range) -> list[dict[str, Any]]:
+    return [
+        {"_id": f"tx:{row}", "transaction_id": "tx", "row": row, "status": M.READY_TO_SEND}
+        for row in rows
+    ]
+
+
+async def test_a_long_move_and_read_of_scattered_rows_go_in_pieces_and_miss_nothing(
     store: tuple[Store, _Recorder],
 ) -> None:
     db, recorder = store
-    ids = [f"tx:{row}" for row in range(N)]
+    # Every other row: a range per row would be more commands than pieces.
+    documents = _messages(range(0, 2 * N, 2))
+    ids = [str(doc["_id"]) for doc in documents]
     await db.transactions.insert_one({"_id": "tx", "counters": {"ready_to_send": N}})
-    await db.messages.insert_many(
-        [{"_id": i, "transaction_id": "tx", "status": M.READY_TO_SEND} for i in ids]
-    )
+    await db.messages.insert_many([*documents, *_messages(range(1, 2 * N, 2))])
     recorder.commands.clear()
 
     assert await move_messages(db, "tx", ids, M.READY_TO_SEND, M.SENDING) == N
@@ -87,9 +102,33 @@ async def test_a_long_move_and_read_go_in_pieces_and_miss_nothing(
     tx = await db.transactions.find_one({"_id": "tx"})
     assert tx is not None
     assert tx["counters"] == {"ready_to_send": 0, "sending": N}
-    found = [doc["_id"] async for doc in find_in(db.messages, "_id", ids, {"status": M.SENDING})]
+    found = [doc["_id"] async for doc in find_messages(db.messages, ids, {"status": M.SENDING})]
     assert sorted(found) == sorted(ids)
     assert recorder.in_lists("find", "_id") == [MAX_IN, MAX_IN, 100]
+    assert await db.messages.count_documents({"status": M.SENDING}) == N
+
+
+async def test_a_long_move_and_read_of_consecutive_rows_go_as_one_range_each(
+    store: tuple[Store, _Recorder],
+) -> None:
+    db, recorder = store
+    # Rows 10-609 of 0-699, and rows 650-659 as a second run: two ranges, nothing else.
+    asked = [*range(10, 10 + N), *range(650, 660)]
+    ids = [f"tx:{row}" for row in asked]
+    await db.transactions.insert_one({"_id": "tx", "counters": {"ready_to_send": 700}})
+    await db.messages.insert_many(_messages(range(700)))
+    recorder.commands.clear()
+
+    assert await move_messages(db, "tx", ids, M.READY_TO_SEND, M.SENDING) == len(ids)
+
+    ranges = [{"$gte": 10, "$lte": 9 + N}, {"$gte": 650, "$lte": 659}]
+    assert recorder.row_ranges("update") == ranges
+    assert recorder.writes() == [("transactions", "messages", "messages", "commit")]
+    found = [doc["_id"] async for doc in find_messages(db.messages, ids, {"status": M.SENDING})]
+    assert sorted(found) == sorted(ids)
+    assert recorder.row_ranges("find") == ranges
+    sending = db.messages.find({"status": M.SENDING}, {"row": 1})
+    assert sorted([doc["row"] async for doc in sending]) == asked
 
 
 async def test_a_move_that_meets_another_movers_transaction_waits_rather_than_spins(
@@ -102,9 +141,7 @@ async def test_a_move_that_meets_another_movers_transaction_waits_rather_than_sp
     db, recorder = store
     ids = [f"tx:{row}" for row in range(10)]
     await db.transactions.insert_one({"_id": "tx", "counters": {"ready_to_send": 10}})
-    await db.messages.insert_many(
-        [{"_id": i, "transaction_id": "tx", "status": M.READY_TO_SEND} for i in ids]
-    )
+    await db.messages.insert_many(_messages(range(10)))
     async with db.client.start_session() as other:
         await other.start_transaction()
         await db.transactions.update_one({"_id": "tx"}, {"$set": {"held": True}}, session=other)
