@@ -214,10 +214,15 @@ class SenderActor(Actor[SendBatch]):
             settled=settled,
             **totals,
         )
-        pending = unresolved + totals["unanswered"]
+        # Not acknowledged while any message of the batch may still be unsent: those that
+        # wait for SES's events, and those another attempt took from under this one (a
+        # redelivery running beside this handling). Acknowledged, the batch would not come
+        # back if that attempt failed: its own nak is lost once this ack is in.
+        pending = unresolved + totals["unanswered"] + totals["elsewhere"]
         if pending:
             raise RetryableError(
                 f"{pending} messages of batch {event.batch} wait for SES's Send events"
+                " or another attempt"
             )
 
     async def _messages(self, transaction_id: str, number: int) -> list[Message]:
@@ -364,17 +369,21 @@ class SenderActor(Actor[SendBatch]):
         chunk: Sequence[Message],
         test_mode: bool,
     ) -> dict[str, int]:
-        claimed = await self._claim(transaction_id, chunk)
+        claimed, elsewhere = await self._claim(transaction_id, chunk)
         if not claimed:
-            return {}
+            return {"elsewhere": elsewhere}
         renewing = asyncio.create_task(self._renew(claimed))
         try:
             results = await asyncio.gather(*(self._send(m, template, test_mode) for m in claimed))
         finally:
             renewing.cancel()
-        return await self._record(transaction_id, claimed, results)
+        return {**await self._record(transaction_id, claimed, results), "elsewhere": elsewhere}
 
-    async def _claim(self, transaction_id: str, chunk: Sequence[Message]) -> list[Message]:
+    async def _claim(
+        self, transaction_id: str, chunk: Sequence[Message]
+    ) -> tuple[list[Message], int]:
+        """The chunk's messages this attempt now holds, and how many another attempt holds
+        (SENDING, not ours)."""
         attempt_id = uuid.uuid4().hex
         ids = [m.id for m in chunk]
         moved = await self._move(
@@ -408,13 +417,19 @@ class SenderActor(Actor[SendBatch]):
                 raise RetryableError(
                     f"{waiting} messages of {transaction_id} unclaimed without a cancel"
                 )
+            elsewhere = sum(
+                1
+                for doc in found.values()
+                if doc["status"] == M.SENDING and doc.get("attempt_id") != attempt_id
+            )
             chunk = [m for m in chunk if found.get(m.id, {}).get("attempt_id") == attempt_id]
-        if not chunk:
-            return []
-        return [
+        else:
+            elsewhere = 0
+        claimed = [
             replace(m, status=M.SENDING, attempt_id=attempt_id, attempts=m.attempts + 1)
             for m in chunk
         ]
+        return claimed, elsewhere
 
     async def _cancel_requested(self, transaction_id: str) -> datetime | None:
         return (await load_transaction(self.store, transaction_id)).cancel_requested_at

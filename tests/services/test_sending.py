@@ -568,6 +568,37 @@ async def test_a_claim_left_without_an_answer_is_retried_not_dropped(
     assert await sends_of(sim, tx, [2, 3]) == [1, 1]
 
 
+async def test_a_chunk_another_attempt_took_keeps_the_batch_from_being_acked(
+    runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redelivery of the batch runs beside this handling (after a NATS restart) and
+    claims the chunk first. Acked, this handling would end the batch for good: the other
+    attempt's nak is lost once the ack is in, and its messages would stay SENDING if it
+    failed (a chaos trial). So the batch comes back until those messages are settled."""
+    tx = await ready_transaction(runtime, ROWS)
+    ids = [message_id(tx.id, row) for row in ROWS]
+    real_move = sender._move
+
+    async def beaten(transaction_id: str, to_move: Any, old: Any, new: Any, **options: Any) -> int:
+        if new == MessageStatus.SENDING:
+            lease = datetime.now(UTC) + timedelta(minutes=5)
+            rival = {"attempt_id": "rival", "lease_until": lease}
+            await move_messages(runtime.store, tx.id, ids, old, new, also_set=rival)
+        return await real_move(transaction_id, to_move, old, new, **options)
+
+    monkeypatch.setattr(sender, "_move", beaten)
+    with pytest.raises(RetryableError, match="another attempt"):
+        await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+    assert await sends_of(sim, tx, [2, 3]) == [0, 0]
+    messages = (await statuses(runtime, tx.id)).values()
+    assert {(m["status"], m["attempt_id"]) for m in messages} == {("SENDING", "rival")}
+
+    # Handled again while the rival's lease lives: still not acked.
+    monkeypatch.setattr(sender, "_move", real_move)
+    with pytest.raises(RetryableError):
+        await sender.handle(SendBatch(transaction_id=tx.id, batch=0))
+
+
 async def test_a_cancel_asked_before_the_claim_sends_nothing_and_acks(
     runtime: Runtime, sender: SenderActor, sim: httpx.AsyncClient
 ) -> None:
