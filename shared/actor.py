@@ -123,6 +123,13 @@ class ActorRunner(Generic[E]):
                     break
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+        except asyncio.CancelledError:
+            # Cut off (a stop's grace period is over, shared/service.py): the handlings in
+            # hand go too, and hand their messages back (``_process_or_leave``).
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            raise
         finally:
             stopped.cancel()
             with contextlib.suppress(Exception):
@@ -133,6 +140,11 @@ class ActorRunner(Generic[E]):
             if len(msgs) == 1 or not await self._process_merged(msgs):
                 for msg in msgs:
                     await self._process(msg)
+        except asyncio.CancelledError:
+            # Cut off: handed back now, for another replica, rather than after ack_wait.
+            # Shielded from the next cut.
+            await asyncio.shield(_hand_back(msgs))
+            raise
         except Exception:
             # Settling failed (the connection dropped): unacknowledged, the messages come
             # back after ack_wait, and handlers are idempotent.
@@ -239,6 +251,14 @@ class ActorRunner(Generic[E]):
             await msg.nak(delay=self.spec.backoff[-1])
             return
         await msg.term()
+
+
+async def _hand_back(msgs: Sequence[Msg]) -> None:
+    """Nak what was not settled yet (a settled message refuses, and that is fine); if NATS
+    is gone, they come back after ack_wait all the same."""
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak()
 
 
 async def _idle(sub: JetStreamContext.PullSubscription) -> bool:

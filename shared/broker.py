@@ -21,9 +21,10 @@ from nats.js.api import PubAck
 from shared.errors import BrokerUnavailable
 from shared.events import encode
 
-__all__ = ["Broker", "connect_broker"]
+__all__ = ["DRAIN_SECONDS", "Broker", "connect_broker"]
 
-_DRAIN_SECONDS = 5.0
+# The longest a closing connection waits to deliver what it buffered.
+DRAIN_SECONDS = 5.0
 
 log = structlog.get_logger("broker")
 
@@ -91,10 +92,12 @@ class Broker:
         if self.nc.is_closed:
             return
         try:
-            async with asyncio.timeout(_DRAIN_SECONDS):
+            async with asyncio.timeout(DRAIN_SECONDS):
                 await self.nc.drain()
-        except (NatsError, TimeoutError):
-            await self.nc.close()
+        except (NatsError, TimeoutError, OSError):
+            # Closing flushes what is buffered too: on a lost connection, that fails.
+            with contextlib.suppress(OSError):
+                await self.nc.close()
 
 
 async def connect_broker(url: str, name: str) -> Broker:

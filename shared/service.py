@@ -1,7 +1,8 @@
 """A service's life (STYLE rule 8): settings in, clients opened, workers run, drained.
 
 Each service's ``__main__`` builds its workers from a ``Runtime`` and hands them to
-``run_service``; SIGTERM or SIGINT stops every worker, which finishes what it holds. With
+``run_service``; SIGTERM or SIGINT stops every worker, which finishes what it holds within
+``SHUTDOWN_GRACE_SECONDS`` or lets it go (it comes back, as after a crash). With
 ``OPS_PORT`` set, the ops endpoint (shared/ops_server.py) serves /metrics and the probes;
 readiness turns false the moment draining starts, and the endpoint answers until the
 workers are done.
@@ -17,17 +18,22 @@ from typing import Protocol
 
 import structlog
 
-from shared.broker import Broker, connect_broker
+from shared.broker import DRAIN_SECONDS, Broker, connect_broker
 from shared.indexes import ensure_indexes
 from shared.log import configure_logging
 from shared.ops_server import serve_ops
 from shared.settings import ServiceSettings
-from shared.store import Store, connect_store
+from shared.store import CLOSE_SECONDS, Store, connect_store
 from shared.topology import ensure_topology
 
-__all__ = ["Runtime", "Worker", "open_runtime", "run_service"]
+__all__ = ["CLOSING_SECONDS", "Runtime", "Worker", "open_runtime", "run_service"]
 
 log = structlog.get_logger("service")
+
+# After the workers: the most closing the connections takes when NATS or the store does
+# not answer. A stop takes at most SHUTDOWN_GRACE_SECONDS plus this; an orchestrator's own
+# grace before SIGKILL must cover both.
+CLOSING_SECONDS = DRAIN_SECONDS + CLOSE_SECONDS
 
 
 class Worker(Protocol):
@@ -82,11 +88,33 @@ async def run_service(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _stop_all, workers, sig, draining)
         log.info("started", workers=[type(w).__name__ for w in workers])
+        grace = settings.shutdown_grace_seconds
         async with asyncio.TaskGroup() as group:
-            for worker in workers:
-                group.create_task(worker.run())
+            runs = [group.create_task(worker.run()) for worker in workers]
+            cutoff = asyncio.create_task(_let_go_after(draining, grace, runs))
+            exits.callback(cutoff.cancel)
         commands = runtime.store.commands
         log.info("stopped", store_commands=commands.count, store_commands_by=dict(commands.by_kind))
+
+
+async def _let_go_after(
+    draining: asyncio.Event, grace: float, runs: Sequence[asyncio.Task[None]]
+) -> None:
+    """Once draining, give the workers ``grace`` seconds; then cancel what still runs.
+
+    A handling cut off is handed back unacknowledged (shared/actor.py): JetStream delivers
+    it again, to another replica, as after a crash, and every handler is safe to repeat (a
+    sender's claimed messages are settled by their lease). Cancelled again each second: a
+    client may await once more while unwinding (a store transaction's abort).
+    """
+    await draining.wait()
+    _, late = await asyncio.wait(runs, timeout=grace)
+    if late:
+        log.warning("grace period over; letting go of what is in hand", seconds=grace)
+    while late:
+        for run in late:
+            run.cancel()
+        _, late = await asyncio.wait(late, timeout=1.0)
 
 
 def _stop_all(workers: Sequence[Worker], sig: signal.Signals, draining: asyncio.Event) -> None:
@@ -95,3 +123,8 @@ def _stop_all(workers: Sequence[Worker], sig: signal.Signals, draining: asyncio.
     log.info("draining", signal=sig.name)
     for worker in workers:
         worker.stop()
+    # Stopping already, within a bounded grace: a later SIGTERM (a second stop, one sent to
+    # the whole process group) must not kill it on its way out, when the closing loop would
+    # have put the default action back.
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

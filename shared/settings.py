@@ -62,6 +62,12 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The JetStream streams' and key-value buckets' replicas (ensure_topology): 1 on one
     # server (the embedded stack), 3 on a 3-node cluster (deploy/compose.yaml, deploy/k8s).
     nats_stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    # How long a process told to stop (SIGTERM) may take to finish what it holds. Past it,
+    # what is still in hand is let go unacknowledged (it comes back, to another replica, as
+    # after a crash) and the process exits: a store or NATS that stopped answering cannot
+    # hold a stop up. Keep it under the orchestrator's own grace before SIGKILL (Kubernetes
+    # terminationGracePeriodSeconds, compose stop_grace_period).
+    shutdown_grace_seconds: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 20.0
 
 
 class CsvSettings(ServiceSettings, frozen=True, kw_only=True):

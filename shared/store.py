@@ -6,9 +6,10 @@ on a real replica set alike, an acknowledged write survives a kill -9.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
 from pymongo import AsyncMongoClient, WriteConcern, monitoring
@@ -21,6 +22,7 @@ from shared.errors import StoreUnavailable
 from shared.metrics import STORE_COMMANDS
 
 __all__ = [
+    "CLOSE_SECONDS",
     "MAX_IN",
     "Collections",
     "CommandCounter",
@@ -38,6 +40,8 @@ __all__ = [
 Document = dict[str, Any]
 
 _DUPLICATE_KEY = 11000
+# The longest closing waits for the store to end our sessions.
+CLOSE_SECONDS = 5.0
 
 # The most values one ``$in`` lists. The embedded store (SecantusDB 0.7) matches ``$in`` by
 # going through its list for each document, so a command's cost per document grows with the
@@ -167,10 +171,15 @@ class Store:
         return self.db[Collections.ALERTS]
 
     async def close(self) -> None:
-        await self.client.close()
+        """End the sessions and disconnect; if the store does not answer within
+        ``CLOSE_SECONDS``, stop waiting: it ends abandoned sessions itself, and a service
+        told to stop must stop even when the store stopped first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self.client.close()
 
 
-@contextmanager
+@contextlib.contextmanager
 def store_reachable(what: str) -> Iterator[None]:
     """A store that cannot be reached, as ``StoreUnavailable`` (retryable; the API's 503)."""
     try:

@@ -276,10 +276,18 @@ class Stack:
         """SIGKILL one server we started (``nats``, ``store``, ``moto``, ``sesim``) and start
         it again as it was: same port, same data directory, so what it had made durable is
         there again. Returns once it answers. From the thread that started the stack."""
-        launch = self._launched[name]
-        self.processes.kill(name)
+        self.kill(name)
         if down_seconds > 0:
             time.sleep(down_seconds)
+        self.start_again(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one server we started; it stays down until ``start_again``."""
+        self.processes.kill(name)
+
+    def start_again(self, name: str) -> None:
+        """Start a server ``kill`` stopped, as it was; returns once it answers."""
+        launch = self._launched[name]
         self._spawn(name, *launch.args)
         self.processes.wait_ready(name, launch.ready, self.start_timeout)
 

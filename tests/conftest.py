@@ -41,12 +41,12 @@ LONGEST_MODULES = (
     "tests/integration/test_scale_out.py",
     "tests/integration/test_sender_crash.py",
     "tests/chaos/test_chaos.py",
+    "tests/integration/test_graceful_shutdown.py",
     "tests/unit/test_hostile_templates.py",
     "tests/gateway/test_malformed_requests.py",
     "tests/integration/test_ingest_crash.py",
     "tests/tracker/test_tracker_callbacks.py",
     "tests/dashboard/test_dashboard_browser.py",
-    "tests/integration/test_graceful_shutdown.py",
 )
 
 

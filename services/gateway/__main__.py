@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import signal
+
 import uvicorn
 
 from services.gateway.app import create_app
@@ -12,6 +15,11 @@ from shared.settings import GatewaySettings, load_settings
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_format, settings.log_level)
+    # On SIGTERM uvicorn stops accepting, lets open requests finish (those still open
+    # after the grace period are cut off, event streams among them), closes the clients,
+    # then raises the signal again for the handler it found: this one, so a stop that was
+    # asked for and done ends with status 0, as the other services' do.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     uvicorn.run(
         create_app(settings),
         host=settings.gateway_host,
@@ -19,6 +27,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
 
 

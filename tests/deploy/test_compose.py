@@ -8,7 +8,10 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from shared.service import CLOSING_SECONDS
+from shared.settings import load_settings
 from tests.deploy.compose_file import COMPOSE_FILE, ROOT, resolved, run_compose, service_environment
+from tests.deploy.test_settings_coverage import SETTINGS
 
 SERVICES = ("gateway", "ingest", "scheduler", "sender", "tracker")
 
@@ -89,3 +92,20 @@ def test_health_checks_and_the_local_aws_pieces() -> None:
         assert service_environment(name)["AWS_ENDPOINT_URL"] == "http://moto:5000"
     assert service_environment("sender")["SES_ENDPOINT_URL"] == "http://sesim:8025"
     assert service_environment("tracker")["SQS_QUEUE_URL"].startswith("http://moto:5000/")
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``60s``, ``1m30s``) in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", duration)
+    assert parts is not None, duration
+    hours, minutes, seconds = (float(p or 0) for p in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def test_a_stopping_service_is_done_before_compose_kills_it() -> None:
+    """Its grace and the closing of its connections fit in ``stop_grace_period``; past that,
+    compose sends SIGKILL (shared/service.py)."""
+    for service in SERVICES:
+        settings = load_settings(SETTINGS[service], service_environment(service))
+        stop_grace = _seconds(resolved()["services"][service]["stop_grace_period"])
+        assert settings.shutdown_grace_seconds + CLOSING_SECONDS < stop_grace, service

@@ -214,6 +214,10 @@ def test_secrets_only_by_reference(overlay: str) -> None:
     for name, d in objects(overlay, "Deployment").items():
         c = container(d)
         assert {"configMapRef": {"name": config["metadata"]["name"]}} in c["envFrom"], name
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+        # Besides the references, only the pod's own timing (beside its termination grace).
+        assert {e["name"] for e in c["env"] if "valueFrom" not in e} <= {
+            "SHUTDOWN_GRACE_SECONDS"
+        }, name
         assert "MONGODB_URI" in refs, name
         assert ("UNSUBSCRIBE_SECRET" in refs) == (name in ("gateway", "sender")), name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.service import CLOSING_SECONDS
 from shared.settings import (
     GatewaySettings,
     SenderSettings,
@@ -129,3 +130,18 @@ def test_configured_settings_load(overlay: str, service: str) -> None:
     if isinstance(settings, GatewaySettings | SenderSettings):
         assert settings.unsubscribe_secret is not None
         require_public_base_url(settings)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_stopping_pod_is_done_before_it_is_killed(overlay: str, service: str) -> None:
+    """Its grace, the closing of its connections and any preStop sleep fit in
+    ``terminationGracePeriodSeconds``; past that, the kubelet sends SIGKILL."""
+    values, secret = environment(overlay, service)
+    env = values | {name: _SECRET_VALUES[name] for name in secret if name in _SECRET_VALUES}
+    settings = load_settings(SETTINGS[service], env)
+    pod = objects(overlay, "Deployment")[service]["spec"]["template"]["spec"]
+    pre_stop = container(objects(overlay, "Deployment")[service]).get("lifecycle", {})
+    sleep = pre_stop.get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    needed = settings.shutdown_grace_seconds + CLOSING_SECONDS + sleep
+    assert needed < pod["terminationGracePeriodSeconds"], (service, needed)

@@ -26,11 +26,28 @@ def own_platform(
     """The platform on its own stack (``environ={}``: every server of its own, whatever the
     session's stack put in os.environ), the simulator's ceiling at ``rate`` and its events
     straight onto NATS."""
+    with own_stack_and_platform(root, rate=rate, service_env=service_env, replicas=replicas) as (
+        _,
+        running,
+    ):
+        yield running
+
+
+@contextmanager
+def own_stack_and_platform(
+    root: Path,
+    *,
+    rate: int,
+    service_env: Mapping[str, str],
+    replicas: Mapping[str, int] | None = None,
+) -> Iterator[tuple[Stack, Platform]]:
+    """``own_platform``, and its stack, for the tests that stop one of its servers."""
     port = free_port()
+    stack = Stack(
+        root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=rate, environ={}
+    )
     with (
-        Stack(
-            root / "stack", gateway_port=port, ses_sink="nats", max_send_rate=rate, environ={}
-        ) as info,
+        stack as info,
         Platform(
             root,
             gateway_port=port,
@@ -39,7 +56,7 @@ def own_platform(
             service_env=dict(service_env),
         ) as running,
     ):
-        yield running
+        yield stack, running
 
 
 def sends_by_message(sim_url: str, tx_id: str) -> Counter[str]:

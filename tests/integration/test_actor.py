@@ -446,6 +446,36 @@ async def test_stop_before_run_returns_at_once(make_queue: MakeQueue) -> None:
     assert await queue.stored() == 1
 
 
+async def test_handlings_cut_off_are_handed_back_at_once(make_queue: MakeQueue) -> None:
+    """A run cancelled mid-handling (a stop's grace period over, shared/service.py) naks
+    what it held: the next runner gets it now, not after ack_wait."""
+    queue = await make_queue(ack_wait=30.0)
+    both_started = asyncio.Event()
+
+    async def stuck(event: Ping, attempt: int) -> None:
+        if len(actor.seen) == 2:
+            both_started.set()
+        await asyncio.Event().wait()  # a store that never answers
+
+    actor = Recorder(queue.spec, stuck)
+    task = asyncio.create_task(queue.runner(actor, concurrency=2).run())
+    await queue.publish(Ping(n=1), Ping(n=2))
+    try:
+        async with asyncio.timeout(5):
+            await both_started.wait()
+    finally:
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert actor.finished == []
+
+    again = Recorder(queue.spec)
+    async with asyncio.timeout(RUN_LIMIT):
+        await queue.runner(again).run(until_idle=True)
+    assert sorted(e.n for e in again.seen) == [1, 2]
+    assert again.at[-1] - actor.at[-1] < 5.0  # far from the 30 s of ack_wait
+
+
 # -- until idle -----------------------------------------------------------------------------
 
 

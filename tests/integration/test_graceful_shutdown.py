@@ -2,6 +2,11 @@
 it finishes the batches it holds within the grace period -- sends go on after readiness
 went false, and it leaves no message claimed -- and exits 0; a replacement completes the
 campaign with every message sent exactly once (the simulator's log, by message id).
+
+And when the store is gone mid-campaign, SIGTERM still stops the sender, the tracker and
+the gateway within their grace period (``SHUTDOWN_GRACE_SECONDS``) with 0: what they held is
+let go, and once the store is back their replacements complete the campaign, still exactly
+once.
 """
 
 from __future__ import annotations
@@ -17,22 +22,26 @@ import pytest
 from pymongo import MongoClient
 
 from cli.client import PlatformClient
+from shared.service import CLOSING_SECONDS
+from stack.launcher import Stack
 from stack.platform import Platform
-from tests.integration.own_platform import own_platform, sends_by_message
+from tests.integration.own_platform import own_stack_and_platform, sends_by_message
 
 MESSAGES = 1_000
 RATE = 100
 BATCH = 50
 GRACE = 10.0  # what the platform (and a container runtime) gives a process before SIGKILL
+# The services' own grace, under that: past it they let go of what they hold.
+SHUTDOWN_GRACE = 5.0
 DB = "graceful_shutdown"
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Platform]]:
     root = tmp_path_factory.mktemp("graceful")
-    with own_platform(
+    with own_stack_and_platform(
         root,
         rate=RATE,
         service_env={
@@ -42,9 +51,18 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "CONCURRENCY": "2",
             "SEND_CHUNK_SIZE": "25",
             "SES_MAX_SEND_RATE": str(RATE),
+            "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE),
+            # What a sender let go of while claimed is settled within seconds, not minutes.
+            "SEND_LEASE_SECONDS": "3",
+            "SEND_RESOLVE_GRACE_SECONDS": "2",
         },
-    ) as running:
-        yield running
+    ) as both:
+        yield both
+
+
+@pytest.fixture
+def platform(running: tuple[Stack, Platform]) -> Platform:
+    return running[1]
 
 
 def recipients(path: Path, n: int) -> Path:
@@ -117,6 +135,60 @@ def test_sigterm_drains_a_busy_sender(platform: Platform, tmp_path: Path) -> Non
         # A replacement picks up what was left.
         platform.restart("sender")
         record = client.wait(tx_id, timeout=60)
+
+    assert record["status"] == "COMPLETED", record
+    sends = sends_by_message(sim_url, tx_id)
+    assert len(sends) == MESSAGES, f"lost: {MESSAGES - len(sends)}"
+    assert [m for m, n in sends.items() if n > 1] == []
+
+
+def test_a_store_that_is_gone_does_not_hold_a_stop_up(
+    running: tuple[Stack, Platform], tmp_path: Path
+) -> None:
+    stack, platform = running
+    assert platform.api_key is not None
+    assert platform.info is not None
+    sim_url = platform.info.sim_url
+    assert sim_url is not None
+    # The two that hold store transactions mid-handling, and the gateway (uvicorn's stop).
+    held = ["gateway", "sender", "tracker"]
+    with PlatformClient(platform.gateway_url, api_key=platform.api_key) as client:
+        template = client.create_template(
+            {"name": "gone", "subject": "Hi {{ name }}", "text": "Hello {{ name }}"}
+        )
+        tx_id = client.submit(recipients(tmp_path / "r.csv", MESSAGES), template["id"])[
+            "transaction_id"
+        ]
+        while not _mid_batch(sum(sends_by_message(sim_url, tx_id).values())):
+            time.sleep(0.02)
+
+        # The store goes away mid-campaign; the sender and the tracker are retrying their
+        # store work (pymongo's own retries: a transaction's go on for 120 s) when told to
+        # stop. Killed rather than frozen, so that no transaction of theirs outlives it:
+        # one would hold the campaign's counters for the store's transaction lifetime.
+        stack.kill("store")
+        time.sleep(1.0)
+        for name in held:
+            os.kill(platform.processes.pid(name), signal.SIGTERM)
+        signalled = time.monotonic()
+        codes = {
+            name: platform.processes.stop(name, timeout=SHUTDOWN_GRACE + CLOSING_SECONDS + 5)
+            for name in held
+        }
+        stopped_in = time.monotonic() - signalled
+        assert codes == dict.fromkeys(held, 0), codes
+        assert stopped_in < SHUTDOWN_GRACE + CLOSING_SECONDS + 2, stopped_in
+        assert sum(sends_by_message(sim_url, tx_id).values()) < MESSAGES
+
+        # What they let go of comes back to their replacements.
+        stack.start_again("store")
+        for name in held:
+            platform.restart(name)
+        deadline = time.monotonic() + 30
+        while ready(platform.gateway_url) is not True:
+            assert time.monotonic() < deadline, "the gateway did not come back"
+            time.sleep(0.1)
+        record = client.wait(tx_id, timeout=90)
 
     assert record["status"] == "COMPLETED", record
     sends = sends_by_message(sim_url, tx_id)

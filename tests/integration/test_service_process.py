@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from stack.launcher import StackInfo
@@ -15,7 +17,10 @@ from tests.conftest import settings_for
 CLI = Path(sys.executable).parent / "email-platform"
 
 
-def test_a_service_starts_and_drains_on_sigterm(stack_info: StackInfo, db_name: str) -> None:
+@contextmanager
+def started_scheduler(stack_info: StackInfo, db_name: str) -> Iterator[subprocess.Popen[str]]:
+    """The scheduler as its container runs it, once it logged "started"; killed if a test
+    leaves it running."""
     env = {**os.environ, **settings_for(stack_info, db_name, LOG_FORMAT="json")}
     child = subprocess.Popen(
         [str(CLI), "service", "scheduler"],
@@ -27,22 +32,44 @@ def test_a_service_starts_and_drains_on_sigterm(stack_info: StackInfo, db_name: 
     try:
         assert child.stdout is not None
         deadline = time.monotonic() + 30
-        started = ""
-        while time.monotonic() < deadline and '"started"' not in started:
-            started = child.stdout.readline()
-            assert started or child.poll() is None, "the service exited during start-up"
-        assert '"started"' in started
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=15) == 0
-        rest = child.stdout.read()
-        assert '"draining"' in rest
-        assert '"stopped"' in rest
+        line = ""
+        while time.monotonic() < deadline and '"started"' not in line:
+            line = child.stdout.readline()
+            assert line or child.poll() is None, "the service exited during start-up"
+        assert '"started"' in line
+        yield child
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_a_service_starts_and_drains_on_sigterm(stack_info: StackInfo, db_name: str) -> None:
+    with started_scheduler(stack_info, db_name) as child:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0
+        assert child.stdout is not None
+        rest = child.stdout.read()
+    assert '"draining"' in rest
+    assert '"stopped"' in rest
+
+
+def test_a_stopping_service_is_not_killed_by_more_sigterms(
+    stack_info: StackInfo, db_name: str
+) -> None:
+    """SIGTERM again and again until it is gone (a second stop, one to the process group):
+    it drains once and exits 0, never killed by a signal on its way out."""
+    with started_scheduler(stack_info, db_name) as child:
+        deadline = time.monotonic() + 15
+        while child.poll() is None and time.monotonic() < deadline:
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.005)
+        assert child.wait(timeout=1) == 0
+        assert child.stdout is not None
+        rest = child.stdout.read()
+    assert rest.count('"draining"') == 1
 
 
 def test_an_unknown_service_is_refused() -> None:
