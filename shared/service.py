@@ -14,11 +14,17 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+import stamina
 import structlog
+from nats.errors import Error as NatsError
+from nats.js.errors import APIError as JetStreamAPIError
+from nats.js.errors import ServiceUnavailableError as JetStreamUnavailable
+from pymongo.errors import ConnectionFailure
 
 from shared.broker import DRAIN_SECONDS, Broker, connect_broker
+from shared.errors import BrokerUnavailable
 from shared.indexes import ensure_indexes
 from shared.log import configure_logging
 from shared.ops_server import serve_ops
@@ -34,6 +40,11 @@ log = structlog.get_logger("service")
 # not answer. A stop takes at most SHUTDOWN_GRACE_SECONDS plus this; an orchestrator's own
 # grace before SIGKILL must cover both.
 CLOSING_SECONDS = DRAIN_SECONDS + CLOSE_SECONDS
+
+# How long a start-up waits for NATS and the store to answer.
+STARTUP_SECONDS = 120.0
+
+T = TypeVar("T")
 
 
 class Worker(Protocol):
@@ -52,14 +63,33 @@ class Runtime:
 
 async def open_runtime(name: str, settings: ServiceSettings, exits: AsyncExitStack) -> Runtime:
     """Connect to NATS and the store (closed by ``exits``), with the topology and the
-    indexes in place."""
-    broker = await connect_broker(settings.nats_url, name)
+    indexes in place. A server that does not answer yet (restarting, or not up yet) is
+    waited for, up to ``STARTUP_SECONDS``: a brief outage costs a start-up some seconds, not
+    a crash for a supervisor to restart with its back-off (or, with none, for good)."""
+    broker = await _once_up(lambda: connect_broker(settings.nats_url, name))
     exits.push_async_callback(broker.close)
-    await ensure_topology(broker.js, settings.nats_stream_replicas)
-    store = await connect_store(settings.mongodb_uri, settings.mongodb_db)
+    await _once_up(lambda: ensure_topology(broker.js, settings.nats_stream_replicas))
+    store = await _once_up(lambda: connect_store(settings.mongodb_uri, settings.mongodb_db))
     exits.push_async_callback(store.close)
-    await ensure_indexes(store.db)
+    await _once_up(lambda: ensure_indexes(store.db))
     return Runtime(name, broker, store, exits)
+
+
+async def _once_up(step: Callable[[], Awaitable[T]]) -> T:
+    async for attempt in stamina.retry_context(
+        on=_not_up_yet, attempts=None, timeout=STARTUP_SECONDS, wait_max=2.0
+    ):
+        with attempt:
+            done = await step()
+    return done
+
+
+def _not_up_yet(error: Exception) -> bool:
+    """A server not answering (yet): ask again. What it answers (a configuration refused)
+    fails the start-up at once."""
+    if isinstance(error, JetStreamAPIError):
+        return isinstance(error, JetStreamUnavailable)
+    return isinstance(error, BrokerUnavailable | NatsError | ConnectionFailure | OSError)
 
 
 async def run_service(
