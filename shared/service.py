@@ -32,7 +32,14 @@ from shared.settings import ServiceSettings
 from shared.store import CLOSE_SECONDS, Store, connect_store
 from shared.topology import ensure_topology
 
-__all__ = ["CLOSING_SECONDS", "Runtime", "Worker", "open_runtime", "run_service"]
+__all__ = [
+    "CLOSING_SECONDS",
+    "STARTUP_SECONDS",
+    "Runtime",
+    "Worker",
+    "open_runtime",
+    "run_service",
+]
 
 log = structlog.get_logger("service")
 
@@ -41,8 +48,9 @@ log = structlog.get_logger("service")
 # grace before SIGKILL must cover both.
 CLOSING_SECONDS = DRAIN_SECONDS + CLOSE_SECONDS
 
-# How long a start-up waits for NATS and the store to answer.
-STARTUP_SECONDS = 120.0
+# How long a start-up waits for NATS and the store to answer: under the Deployments'
+# startup probe window (deploy/k8s, 30 x 2 s), past which the kubelet restarts it anyway.
+STARTUP_SECONDS = 50.0
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.service import CLOSING_SECONDS
+from shared.service import CLOSING_SECONDS, STARTUP_SECONDS
 from shared.settings import (
     GatewaySettings,
     SenderSettings,
@@ -145,3 +145,14 @@ def test_a_stopping_pod_is_done_before_it_is_killed(overlay: str, service: str) 
     sleep = pre_stop.get("preStop", {}).get("sleep", {}).get("seconds", 0)
     needed = settings.shutdown_grace_seconds + CLOSING_SECONDS + sleep
     assert needed < pod["terminationGracePeriodSeconds"], (service, needed)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_starting_pod_waits_for_nats_and_the_store_within_its_startup_probe(
+    overlay: str, service: str
+) -> None:
+    """A start-up waits up to ``STARTUP_SECONDS`` for NATS and the store; the startup probe
+    gives it longer, or the kubelet would restart a process about to come up."""
+    probe = container(objects(overlay, "Deployment")[service])["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] > STARTUP_SECONDS, service
