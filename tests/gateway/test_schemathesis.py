@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -177,6 +178,15 @@ async def _seed(deps: GatewayDeps, settings: GatewaySettings) -> None:
     await deps.store.transactions.insert_one(to_document(tx))
 
 
+# Hypothesis takes any change of the global ``random`` state during a draw for a strategy
+# using the ``random`` module. Schemathesis' strategies draw their own (``st.randoms()``);
+# the change comes from the server's clients on the event loop's thread, running beside the
+# fuzzing thread (pymongo and nats-py pick servers and jitter with ``random``). Seen once,
+# under load: "unreliable results" for one operation.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 async def test_every_operation_answers_as_documented(
     make_server: ServerFactory, deps: GatewayDeps, gateway_settings: GatewaySettings
 ) -> None:
