@@ -15,7 +15,9 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,25 +85,43 @@ def _mid_batch(sent: int) -> bool:
     return sent >= MESSAGES // 5 and BATCH // 5 <= sent % BATCH <= BATCH - BATCH // 5
 
 
-def test_sigterm_drains_a_busy_sender(platform: Platform, tmp_path: Path) -> None:
+@contextmanager
+def mid_campaign(platform: Platform, tmp_path: Path) -> Iterator[tuple[PlatformClient, str]]:
+    """A campaign submitted, and waited on until a fifth is sent and a batch part sent (a
+    count between two multiples of the batch size): the sender holds sends still to make.
+    At a batch boundary both batches it holds may be recording what they sent, with
+    nothing left to send."""
     assert platform.api_key is not None
-    assert platform.info is not None
-    assert platform.info.mongodb_uri is not None
-    sim_url = platform.info.sim_url
-    assert sim_url is not None
-    ops_url = platform.ops_urls["sender"]
     with PlatformClient(platform.gateway_url, api_key=platform.api_key) as client:
         template = client.create_template(
-            {"name": "drain", "subject": "Hi {{ name }}", "text": "Hello {{ name }}"}
+            {"name": "stop", "subject": "Hi {{ name }}", "text": "Hello {{ name }}"}
         )
-        tx_id = client.submit(recipients(tmp_path / "r.csv", MESSAGES), template["id"])[
-            "transaction_id"
-        ]
-        # A fifth sent, and a batch part sent (a count between two multiples of the batch
-        # size): the sender holds sends still to make. At a batch boundary both batches it
-        # holds may be recording what they sent, with nothing left to send.
-        while not _mid_batch(sum(sends_by_message(sim_url, tx_id).values())):
+        csv = recipients(tmp_path / "r.csv", MESSAGES)
+        tx_id = client.submit(csv, template["id"])["transaction_id"]
+        while not _mid_batch(sum(sends_by_message(sim_url(platform), tx_id).values())):
             time.sleep(0.02)
+        yield client, tx_id
+
+
+def sim_url(platform: Platform) -> str:
+    assert platform.info is not None
+    assert platform.info.sim_url is not None
+    return platform.info.sim_url
+
+
+def assert_completed_once_each(platform: Platform, record: dict[str, Any]) -> None:
+    """The campaign COMPLETED with every message sent exactly once (the simulator's log)."""
+    assert record["status"] == "COMPLETED", record
+    sends = sends_by_message(sim_url(platform), str(record["transaction_id"]))
+    assert len(sends) == MESSAGES, f"lost: {MESSAGES - len(sends)}"
+    assert [m for m, n in sends.items() if n > 1] == []
+
+
+def test_sigterm_drains_a_busy_sender(platform: Platform, tmp_path: Path) -> None:
+    assert platform.info is not None
+    assert platform.info.mongodb_uri is not None
+    ops_url = platform.ops_urls["sender"]
+    with mid_campaign(platform, tmp_path) as (client, tx_id):
         assert ready(ops_url) is True
 
         # SIGTERM, as a container runtime or `Platform.stop` sends it.
@@ -112,13 +132,13 @@ def test_sigterm_drains_a_busy_sender(platform: Platform, tmp_path: Path) -> Non
             answers.append(ready(ops_url))
         # Readiness went false while the process was still up and answering...
         assert answers[-1] is False, answers
-        sent_when_unready = sum(sends_by_message(sim_url, tx_id).values())
+        sent_when_unready = sum(sends_by_message(sim_url(platform), tx_id).values())
         # ... and it exits on its own, in time, with 0.
         code = platform.processes.stop("sender", timeout=GRACE)
         drained_in = time.monotonic() - signalled
         assert code == 0
         assert drained_in < GRACE, drained_in
-        sent_at_exit = sum(sends_by_message(sim_url, tx_id).values())
+        sent_at_exit = sum(sends_by_message(sim_url(platform), tx_id).values())
         # It finished its in-flight batches: sends went on after readiness went false, and it
         # left no message claimed for a lease to expire.
         assert sent_at_exit > sent_when_unready
@@ -135,33 +155,16 @@ def test_sigterm_drains_a_busy_sender(platform: Platform, tmp_path: Path) -> Non
         # A replacement picks up what was left.
         platform.restart("sender")
         record = client.wait(tx_id, timeout=60)
-
-    assert record["status"] == "COMPLETED", record
-    sends = sends_by_message(sim_url, tx_id)
-    assert len(sends) == MESSAGES, f"lost: {MESSAGES - len(sends)}"
-    assert [m for m, n in sends.items() if n > 1] == []
+    assert_completed_once_each(platform, record)
 
 
 def test_a_store_that_is_gone_does_not_hold_a_stop_up(
     running: tuple[Stack, Platform], tmp_path: Path
 ) -> None:
     stack, platform = running
-    assert platform.api_key is not None
-    assert platform.info is not None
-    sim_url = platform.info.sim_url
-    assert sim_url is not None
     # The two that hold store transactions mid-handling, and the gateway (uvicorn's stop).
     held = ["gateway", "sender", "tracker"]
-    with PlatformClient(platform.gateway_url, api_key=platform.api_key) as client:
-        template = client.create_template(
-            {"name": "gone", "subject": "Hi {{ name }}", "text": "Hello {{ name }}"}
-        )
-        tx_id = client.submit(recipients(tmp_path / "r.csv", MESSAGES), template["id"])[
-            "transaction_id"
-        ]
-        while not _mid_batch(sum(sends_by_message(sim_url, tx_id).values())):
-            time.sleep(0.02)
-
+    with mid_campaign(platform, tmp_path) as (client, tx_id):
         # The store goes away mid-campaign; the sender and the tracker are retrying their
         # store work (pymongo's own retries: a transaction's go on for 120 s) when told to
         # stop. Killed rather than frozen, so that no transaction of theirs outlives it:
@@ -178,7 +181,7 @@ def test_a_store_that_is_gone_does_not_hold_a_stop_up(
         stopped_in = time.monotonic() - signalled
         assert codes == dict.fromkeys(held, 0), codes
         assert stopped_in < SHUTDOWN_GRACE + CLOSING_SECONDS + 2, stopped_in
-        assert sum(sends_by_message(sim_url, tx_id).values()) < MESSAGES
+        assert sum(sends_by_message(sim_url(platform), tx_id).values()) < MESSAGES
 
         # What they let go of comes back to their replacements.
         stack.start_again("store")
@@ -189,8 +192,4 @@ def test_a_store_that_is_gone_does_not_hold_a_stop_up(
             assert time.monotonic() < deadline, "the gateway did not come back"
             time.sleep(0.1)
         record = client.wait(tx_id, timeout=90)
-
-    assert record["status"] == "COMPLETED", record
-    sends = sends_by_message(sim_url, tx_id)
-    assert len(sends) == MESSAGES, f"lost: {MESSAGES - len(sends)}"
-    assert [m for m, n in sends.items() if n > 1] == []
+    assert_completed_once_each(platform, record)
