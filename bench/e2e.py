@@ -311,13 +311,15 @@ async def _floor_steps(store: Store, n: int) -> dict[str, float]:
     chunks = [ids[i : i + CHUNK] for i in range(0, n, CHUNK)]
     spent: dict[str, float] = {}
 
-    async def move(chunk: list[str], old: M, new: M, also: Mapping[str, Any]) -> None:
+    async def move(
+        chunk: list[str], old: M, new: M, also: Mapping[str, Any], guard: Mapping[str, Any]
+    ) -> None:
         # move_messages' commands (without its store transaction: a floor): the messages'
         # update, then the counters.
         moved = await update_messages(
             store.messages,
             chunk,
-            {"status": old},
+            {"status": old, **guard},
             {"$set": {"status": new, "updated_at": now, **also}},
         )
         inc = {f"counters.{old.lower()}": -moved, f"counters.{new.lower()}": moved}
@@ -338,13 +340,14 @@ async def _floor_steps(store: Store, n: int) -> dict[str, float]:
 
     began = time.perf_counter()
     for chunk in chunks:
-        await move(chunk, M.READY_TO_SEND, M.SENDING, {"attempt_id": "a", "lease_until": now})
+        await move(chunk, M.READY_TO_SEND, M.SENDING, {"attempt_id": "a", "lease_until": now}, {})
     spent["sender: claim (update_many + $inc)"] = time.perf_counter() - began
 
     began = time.perf_counter()
     for chunk in chunks:
         await insert_new(store.sends, receipts(chunk))
-        await move(chunk, M.SENDING, M.SENT, {"sent_at": now})
+        # Only the messages still under the sender's attempt, as the sender records them.
+        await move(chunk, M.SENDING, M.SENT, {"sent_at": now}, {"attempt_id": "a"})
     spent["sender: receipts + SENT (insert_many, update_many + $inc)"] = time.perf_counter() - began
 
     began = time.perf_counter()

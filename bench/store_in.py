@@ -12,6 +12,14 @@ shared/message_ranges.py). On SecantusDB 0.7 the cost per document of a ``$in`` 
 the list (it goes through the list for each document), which is why ``shared.store.MAX_IN``
 cuts lists into pieces, and why messages are read and moved by runs of rows where they
 can be; a range's cost per document stays flat. On MongoDB all should stay flat.
+
+    .venv/bin/python -m bench.store_in --guarded [--messages 20000]
+
+Updates runs of 500 rows of one transaction of ``--messages`` three ways: a range beside
+``status`` (bounded by ``transaction_status_row``), a range beside ``status`` and the
+sender's ``attempt_id`` guard (which no index bounds: the store walks every message of
+the transaction), and what ``message_filters`` makes of the guarded one (``$in``
+pieces). Run it at two sizes: the guarded range's cost grows with the transaction.
 """
 
 from __future__ import annotations
@@ -95,10 +103,42 @@ async def _one_size(store: Store, n: int, size: int) -> _Costs:
     )
 
 
+async def measure_guarded(store: Store, n: int) -> dict[str, float]:
+    """Milliseconds per document of updating runs of 500 rows, by the shape of filter."""
+    ids = await insert_messages(store, "tx", range(n), MessageStatus.SENDING)
+    await store.messages.update_many({}, {"$set": {"attempt_id": "a"}})
+    runs = [ids[i : i + 500] for i in range(n // 2, min(n, n // 2 + 2000), 500)]
+    status = {"status": MessageStatus.SENDING}
+    guarded = {**status, "attempt_id": "a"}
+    # Each shape: the query beside the filters, and the query message_filters plans for.
+    shapes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
+        "range, status": (status, None),
+        "range, status and attempt_id": (guarded, None),
+        "message_filters, guarded": (guarded, guarded),
+    }
+    spent: dict[str, float] = {}
+    for name, (query, planned) in shapes.items():
+        began = time.perf_counter()
+        for run in runs:
+            for where in message_filters(run, planned):
+                await store.messages.update_many(
+                    {**where, **query}, {"$set": {"lease_until": name}}
+                )
+        spent[name] = (time.perf_counter() - began) / sum(map(len, runs)) * 1e3
+    return spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=8000)
+    parser.add_argument("--guarded", action="store_true", help="the guarded-update shapes")
     args = parser.parse_args()
+    if args.guarded:
+        spent = on_own_store(DB, lambda store: measure_guarded(store, args.messages))
+        print(f"updates of runs of 500 rows in a transaction of {args.messages:,} messages")
+        for name, ms in spent.items():
+            print(f"  {name:<30} {ms:>7.3f} ms/doc")
+        return
     rows = on_own_store(DB, lambda store: measure(store, args.messages))
     print(f"$in list size vs store cost, {args.messages:,} messages (MAX_IN = {MAX_IN})")
     print(

@@ -70,6 +70,19 @@ def test_two_runs_two_ranges_and_scattered_rows_pieces() -> None:
     assert [len(f["_id"]["$in"]) for f in message_filters(scattered)] == [MAX_IN, MAX_IN]
 
 
+def test_a_query_no_index_bounds_a_range_with_goes_by_pieces() -> None:
+    # The sender's guard: on the embedded store a range beside it would read every message
+    # of the transaction, for each command.
+    run = [message_id("tx", row) for row in range(0, 600)]
+    guarded = message_filters(run, {"status": "SENDING", "attempt_id": "a"})
+    assert [f["_id"]["$in"] for f in guarded] == [run[:MAX_IN], run[MAX_IN : 2 * MAX_IN], run[500:]]
+    # transaction_status_row and transaction_row bound these.
+    for bounded in ({"status": "SENDING"}, {}, None):
+        assert message_filters(run, bounded) == [
+            {"transaction_id": "tx", "row": {"$gte": 0, "$lte": 599}}
+        ]
+
+
 def test_ids_that_are_not_message_ids_are_asked_for_by_id() -> None:
     ids = ["tx:1", "tx:2", "sqs-7", "tx:03"]
     assert message_filters(ids) == [
@@ -98,8 +111,8 @@ def test_message_row_reads_back_only_what_message_id_writes(
         assert message_id(*named) == id_
 
 
-async def test_a_query_on_the_fields_of_the_ranges_is_refused() -> None:
+async def test_a_query_on_the_fields_of_the_filters_is_refused() -> None:
     # Refused before the store is asked (there is none here): the query would replace the
-    # range and move other messages.
-    with pytest.raises(ValueError, match="row"):
-        await update_messages(None, ["tx:1"], {"row": 5}, {"$set": {"x": 1}})  # type: ignore[arg-type]
+    # filter and move other messages. A query on ``row`` goes by ``_id`` pieces instead.
+    with pytest.raises(ValueError, match="_id"):
+        await update_messages(None, ["tx:1"], {"_id": "tx:2"}, {"$set": {"x": 1}})  # type: ignore[arg-type]
