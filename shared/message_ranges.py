@@ -18,7 +18,7 @@ A range is bounded only where an index is (transaction, the query's equalities, 
 ``transaction_row`` and ``transaction_status_row`` (shared/indexes.py). With any other
 field in the query (the sender's ``attempt_id`` guard) SecantusDB walks every message of
 the transaction instead, for each command: a run of 500 rows read all 20,000 of its
-transaction, and the 100,000-recipient campaign sent 45 messages a second
+transaction, and the 100,000-recipient campaign sent 42 messages a second
 (``python -m bench.store_in --guarded``). Such a query goes by ``$in`` pieces, which the
 store bounds by ``_id`` whatever else the query says.
 """
